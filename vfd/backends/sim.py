@@ -1,0 +1,187 @@
+"""The sim NIC: a software PF with VFs, standing in for ixgbe / i40e / bnxt / mlx5 hardware.
+
+Its "registers" are a JSON file per PF (`<sim_state_dir>/<pf id>.json`) that users and tests
+read to see exactly what vfd programmed. Two optional files let tests play the world outside:
+`<pf id>.stats.json` (counters the NIC would report) and `<pf id>.faults.json`
+(`{"fail": ["max_rate", ...]}`: those operations fail as a driver would, to exercise rollback).
+The capability profile of each family is `vfd.capabilities.PROFILES`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+from vfd.backends.base import NicBackend, PFInfo, PortStats, pci_vf_address
+from vfd.capabilities import Feature, profile_for
+from vfd.errors import BackendError
+from vfd.macaddr import random_local_mac
+from vfd.model.mainconfig import PFConfig, SimNic
+from vfd.program import VFProgram
+from vfd.store import atomic_write
+
+log = logging.getLogger("vfd.sim")
+
+# 82599-style SR-IOV layout unless the PF's sim object says otherwise (reference: VF 1 of
+# 0000:07:00.0 is 0000:07:10.2).
+DEFAULT_VF_OFFSET = 128
+DEFAULT_VF_STRIDE = 2
+
+
+def cleared_vf(mac: str) -> dict:
+    """A VF with no policy: what power-on or a delete leaves behind."""
+    return {"mac": mac, "macs": [], "vlans": [], "strip": False, "insert": 0, "vlan_proto": "802.1q",
+            "mac_anti_spoof": False, "vlan_anti_spoof": False, "bcast": True, "mcast": False,
+            "uucast": False, "untagged": False, "max_rate": 0, "min_rate": 0, "link": "auto", "mirror": None}
+
+
+class SimPF:
+    def __init__(self, cfg: PFConfig, nic: SimNic, vfs_count: int, mtu: int, path: Path, rng: random.Random):
+        self.cfg = cfg
+        self.nic = nic
+        self.path = path
+        self.rng = rng
+        self.dirty = False
+        self.state = self._load_or_power_on(vfs_count, mtu)
+        self.ops: list[tuple] = []   # (vfid, op, value) in the order applied: lets tests check order
+
+    def _load_or_power_on(self, vfs_count: int, mtu: int) -> dict:
+        try:
+            state = json.loads(self.path.read_text())
+            if state.get("vfs_count") == vfs_count and len(state.get("vfs", {})) == vfs_count:
+                state["mtu"] = mtu
+                self.dirty = True
+                return state
+            log.info("sim PF %s: VF count changed, powering on afresh", self.cfg.id)
+        except (OSError, ValueError):
+            pass
+        self.dirty = True
+        return {"vfs_count": vfs_count, "mtu": mtu, "loopback": False, "promiscuous": False,
+                "driver": self.nic.driver, "speed": self.nic.speed, "link": "up",
+                "vfs": {str(i): cleared_vf(random_local_mac(self.rng)) for i in range(vfs_count)}}
+
+    def vf(self, vfid: int) -> dict:
+        return self.state["vfs"][str(vfid)]
+
+    def faults(self) -> set[str]:
+        try:
+            return set(json.loads(self.path.with_suffix(".faults.json").read_text()).get("fail", []))
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.path.with_suffix(".stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def flush(self) -> None:
+        if self.dirty:
+            atomic_write(self.path, json.dumps(self.state, indent=1, sort_keys=True).encode())
+            self.dirty = False
+
+
+class SimBackend(NicBackend):
+    name = "sim"
+
+    def __init__(self, main):
+        super().__init__(main)
+        self.dir = Path(main.sim_state_dir)
+        self.pfs: dict[str, SimPF] = {}
+        self.rng = random.Random()
+
+    # ---- PF ---------------------------------------------------------------------------------
+    def open_pf(self, pf: PFConfig) -> PFInfo:
+        nic = pf.sim or SimNic()
+        profile = profile_for(nic.driver)
+        vfs_count = pf.vfs_count if pf.vfs_count is not None else min(8, profile.max_vfs)
+        if vfs_count > profile.max_vfs:
+            raise BackendError(pf.id, "create VFs", f"vfs_count {vfs_count} exceeds the {nic.driver} maximum "
+                                                    f"of {profile.max_vfs}")
+        if pf.enable_loopback and not profile.has(Feature.LOOPBACK):
+            raise BackendError(pf.id, "enable_loopback", f"driver {nic.driver} has no PF TX loopback control")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{pf.id.replace('/', '_')}.json"
+        spf = SimPF(pf, nic, vfs_count, self.main.mtu_of(pf), path, self.rng)
+        spf.state["loopback"] = pf.enable_loopback
+        spf.state["promiscuous"] = pf.promiscuous
+        self.pfs[pf.id] = spf
+        spf.flush()
+        speed = pf.speed or nic.speed
+        return PFInfo(pf_id=pf.id, driver=nic.driver, profile=profile, vfs_count=vfs_count, link_speed=speed)
+
+    def _pf(self, pf_id: str) -> SimPF:
+        return self.pfs[pf_id]
+
+    # ---- VF ---------------------------------------------------------------------------------
+    def _set(self, spf: SimPF, vfid: int, op: str, value, faults: set[str]) -> None:
+        if op in faults:
+            raise BackendError(spf.cfg.id, f"set {op}", "operation refused by the NIC (sim fault injection)", vfid)
+        spf.vf(vfid)[op] = copy.deepcopy(value)
+        spf.ops.append((vfid, op, value))
+        spf.dirty = True
+
+    def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
+        spf = self._pf(pf_id)
+        target = program.to_state()
+        if program.mac is None:          # leave the VF's own MAC alone
+            target["mac"] = spf.vf(vfid)["mac"]
+        current = spf.vf(vfid)
+        faults = spf.faults()
+        # The original's order (reference 5.2): mirror, VLANs, MACs (allow-list first, default
+        # last), rates, anti-spoof, strip/insert, bcast, mcast, uucast, link.
+        order = ["mirror", "vlans", "vlan_proto", "macs", "mac", "max_rate", "min_rate", "vlan_anti_spoof",
+                 "mac_anti_spoof", "strip", "insert", "bcast", "mcast", "uucast", "untagged", "link"]
+        for op in order:
+            if current.get(op) != target[op]:
+                self._set(spf, vfid, op, target[op], faults)
+
+    def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
+        spf = self._pf(pf_id)
+        cur = spf.vf(vfid)
+        configured = bool(cur["vlans"] or cur["macs"]) or previous is not None
+        mac = random_local_mac(self.rng) if configured else cur["mac"]
+        target = cleared_vf(mac)
+        for op, value in target.items():
+            if cur.get(op) != value:
+                self._set(spf, vfid, op, value, set())
+
+    def read_vf(self, pf_id: str, vfid: int) -> dict:
+        return copy.deepcopy(self._pf(pf_id).vf(vfid))
+
+    # ---- counters ---------------------------------------------------------------------------
+    def pf_stats(self, pf_id: str) -> PortStats:
+        spf = self._pf(pf_id)
+        counters = spf.stats().get("pf", {})
+        link = "UP" if spf.state.get("link", "up") == "up" else "DOWN"
+        return PortStats(link=link, speed=spf.cfg.speed or spf.nic.speed, duplex=1, **_counters(counters))
+
+    def vf_stats(self, pf_id: str, vfid: int) -> PortStats:
+        spf = self._pf(pf_id)
+        counters = spf.stats().get("vfs", {}).get(str(vfid), {})
+        link = {"on": "UP", "off": "DOWN"}.get(spf.vf(vfid)["link"], "UP" if spf.state.get("link") == "up" else "DOWN")
+        return PortStats(link=link, **_counters(counters))
+
+    def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
+        spf = self._pf(pf_id)
+        offset = spf.nic.vf_offset if spf.nic.vf_offset is not None else DEFAULT_VF_OFFSET
+        stride = spf.nic.vf_stride if spf.nic.vf_stride is not None else DEFAULT_VF_STRIDE
+        return pci_vf_address(pf_id, offset, stride, vfid)
+
+    def flush(self) -> None:
+        for spf in self.pfs.values():
+            spf.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+_COUNTER_KEYS = ("rx_pkts", "rx_bytes", "rx_errors", "rx_dropped", "tx_pkts", "tx_bytes", "tx_errors", "spoofed")
+
+
+def _counters(d: dict) -> dict:
+    return {k: int(d.get(k, 0)) for k in _COUNTER_KEYS if isinstance(d.get(k, 0), int)}

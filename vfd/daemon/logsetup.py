@@ -1,0 +1,44 @@
+"""Logging through the standard `logging` module: daily files in log_dir (kept log_keep days) or stderr."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+
+# The original's verbosity numbers: 0 errors and warnings, 1 normal, 2 detail, 3-5 debug.
+LEVELS = {0: logging.WARNING, 1: logging.INFO}
+
+
+def level_for(n: int) -> int:
+    return LEVELS.get(n, logging.DEBUG if n >= 2 else logging.WARNING)
+
+
+class _Formatter(logging.Formatter):
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The original's line shape: "<unix seconds> <YYYY/MM/DD HH:MM:SS>Z [level] message"
+        return f"{int(record.created)} {self.formatTime(record, '%Y/%m/%d %H:%M:%S')}Z [{record.levelname}] " \
+               f"{record.getMessage()}" + (("\n" + self.formatException(record.exc_info)) if record.exc_info else "")
+
+
+def setup_logging(log_dir: str, log_keep: int, level: int) -> logging.Handler:
+    root = logging.getLogger("vfd")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    if log_dir.strip() == "stderr":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        os.makedirs(log_dir.strip(), exist_ok=True)
+        handler = logging.handlers.TimedRotatingFileHandler(
+            os.path.join(log_dir.strip(), "vfd.log"), when="midnight", utc=True,
+            backupCount=log_keep if log_keep > 0 else 0)
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.setLevel(level_for(level))
+    root.propagate = False
+    return handler

@@ -1,0 +1,276 @@
+"""`vfd`: the daemon's entry point. Loads the main config, opens the PFs, restores every live VF,
+serves the request FIFO and reacts to signals and NIC events, all from one asyncio loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from vfd import __version__
+from vfd.backends import create_backend
+from vfd.daemon.callbacks import run_callback
+from vfd.daemon.logsetup import level_for, setup_logging
+from vfd.daemon.manager import VFManager
+from vfd.daemon.server import RequestServer
+from vfd.errors import VfdError
+from vfd.model.mainconfig import MainConfig, load_main_config
+from vfd.store import Store
+
+log = logging.getLogger("vfd")
+
+CPU_CHECK_EVERY = 5.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="vfd", description="Virtual Function Daemon: owns SR-IOV VF policy and serves iplex requests.")
+    p.add_argument("-p", dest="config", default="/etc/vfd/vfd.cfg", help="main config file (default %(default)s)")
+    p.add_argument("-f", dest="foreground", action="store_true", help="stay in the foreground (no fork)")
+    p.add_argument("-q", dest="qos", action="store_true", help="force QoS on (as enable_qos)")
+    p.add_argument("-F", dest="flowcontrol", action="store_true", help="enable flow control (as enable_flowcontrol)")
+    p.add_argument("-H", dest="no_huge", action="store_true", help="no huge pages (dpdk backend; as huge_pages false)")
+    p.add_argument("--check", action="store_true", help="validate the main config and every live VF config, then exit")
+    p.add_argument("--schema", choices=("main", "vf"), help="print the JSON Schema of a config format and exit")
+    p.add_argument("-v", "--version", action="version", version=f"vfd {__version__}")
+    return p.parse_args(argv)
+
+
+def apply_flags(main: MainConfig, args: argparse.Namespace) -> MainConfig:
+    changes = {}
+    if args.qos:
+        changes["enable_qos"] = True
+    if args.flowcontrol:
+        changes["enable_flowcontrol"] = True
+    if args.no_huge:
+        changes["huge_pages"] = False
+    return main.model_copy(update=changes) if changes else main
+
+
+def daemonise(pid_file: str) -> None:
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) we are ready; a no-op elsewhere. Five lines, so no dependency."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), addr)
+
+
+class Daemon:
+    def __init__(self, main: MainConfig, config_path: str, args: argparse.Namespace):
+        self.main = main
+        self.config_path = config_path
+        self.args = args
+        self.store = Store(main.config_dir, main.live_dir, main.delete_keep)
+        names = sorted({main.backend_of(pf) for pf in main.pciids})
+        self.backends = {n: create_backend(n, main) for n in names}
+        self.manager = VFManager(main, self.backends, self.store)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: RequestServer | None = None
+        self.stopping: asyncio.Event | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfd-cb")
+        self.cpu_alarm = main.cpu_alarm
+        self.level = level_for(main.log_level)
+        self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
+
+    # ---- requests ---------------------------------------------------------------------------
+    def handle(self, action: str, params: dict) -> tuple[bool, list[str]]:
+        lvl = params.get("loglevel", 0)
+        raised = isinstance(lvl, int) and not isinstance(lvl, bool) and level_for(lvl) < log.level
+        if raised:
+            log.setLevel(level_for(lvl))  # per-request verbosity, restored when the reply is built
+        try:
+            reply = self._dispatch(action, params)
+        finally:
+            if raised:
+                log.setLevel(self.level)
+        return reply.ok, reply.lines
+
+    def _dispatch(self, action: str, params: dict):
+        m = self.manager
+        filename = params.get("filename", params.get("resource"))
+        if action == "add":
+            return m.add(filename)
+        if action == "update":
+            return m.update(filename)
+        if action == "delete":
+            return m.delete(filename)
+        if action == "status":
+            return m.status(filename)
+        if action == "show":
+            return m.show(params.get("resource", "all"))
+        if action == "ping":
+            return m.ping()
+        if action == "dump":
+            return m.dump()
+        if action == "mirror":
+            return m.mirror(params.get("resource"))
+        if action == "export":
+            return m.export(filename, params.get("output"))
+        if action == "verbose":
+            return self._verbose(params.get("loglevel"))
+        if action == "cpu_alarm":
+            return self._cpu_alarm(params.get("resource"))
+        raise AssertionError(action)
+
+    def _verbose(self, lvl: object):
+        from vfd.daemon.manager import Reply
+        if not isinstance(lvl, int) or isinstance(lvl, bool) or lvl < 0:
+            return Reply(False, [f"verbose level must be a whole number >= 0, got {lvl!r}"])
+        self.level = level_for(lvl)
+        log.setLevel(self.level)
+        return Reply(True, [f"verbose level changed to: {lvl}"])
+
+    def _cpu_alarm(self, value: object):
+        from vfd.daemon.manager import Reply
+        text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+        try:
+            frac = float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            return Reply(False, [f"cpu_alarm needs a fraction or a percentage such as 30%, got {value!r}"])
+        if not frac >= 0.05 or frac != frac or frac == float("inf"):
+            return Reply(False, [f"cpu_alarm {value!r} is below the floor of 5%"])
+        self.cpu_alarm = frac
+        return Reply(True, [f"cpu alarm threshold changed to: {frac * 100:.0f}%"])
+
+    # ---- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.store.ensure_dirs()
+        self.manager.open_pfs()
+        self.manager.restore()
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.server = RequestServer(self.loop, self.main.fifo, self.handle, self.main.fifo_group)
+        self.server.open()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for b in self.backends.values():
+            b.attach(self.loop, self.manager.on_event)
+        self._schedule_cpu_check()
+        self.run_callbacks("start_cb")
+        log.setLevel(self.level)
+        sd_notify("READY=1")
+        log.warning("vfd %s running: %d PFs, %d live VFs, fifo %s", __version__, len(self.manager.pfs),
+                    len(self.manager.live), self.main.fifo)
+        await self.stopping.wait()
+        sd_notify("STOPPING=1")
+        log.warning("vfd stopping")
+        return 0
+
+    def run_callbacks(self, which: str, wait: bool = False) -> None:
+        jobs = [self.pool.submit(run_callback, which, port, cmd, uid, self.main.callback_timeout)
+                for port, cmd, uid in self.manager.callbacks(which)]
+        if wait:
+            concurrent.futures.wait(jobs)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the main config's log settings, then re-apply every VF."""
+        try:
+            fresh = load_main_config(self.config_path)
+            setup_logging(fresh.log_dir, fresh.log_keep, fresh.log_level)
+            self.level = level_for(fresh.log_level)
+            log.warning("SIGHUP: log settings re-read; re-applying every VF")
+        except VfdError as exc:
+            log.error("SIGHUP: main config not re-read: %s", exc)
+        self.manager.reapply_all()
+
+    def _schedule_cpu_check(self) -> None:
+        self.loop.call_later(CPU_CHECK_EVERY, self._cpu_check)
+
+    def _cpu_check(self) -> None:
+        now, cpu = time.monotonic(), sum(os.times()[:2])
+        wall, used = now - self._cpu_last[0], cpu - self._cpu_last[1]
+        self._cpu_last = (now, cpu)
+        if wall > 0 and used / wall > self.cpu_alarm:
+            log.warning("%s High CPU utilization: %.0f%%", self.main.cpu_alarm_type, 100 * used / wall)
+        self._schedule_cpu_check()
+
+    def shutdown(self) -> None:
+        """Stop callbacks, mirrors off, ports closed: exiting with PFs open has crashed hosts."""
+        try:
+            self.run_callbacks("stop_cb", wait=True)
+            self.manager.mirrors_off()
+        finally:
+            if self.server:
+                self.server.close()
+            self.manager.close()
+            self.pool.shutdown(wait=False)
+            log.warning("vfd stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.schema:
+        import json
+        from vfd.model.vfconfig import VFConfig
+        model = MainConfig if args.schema == "main" else VFConfig
+        print(json.dumps(model.model_json_schema(), indent=2))
+        return 0
+    try:
+        main_cfg = apply_flags(load_main_config(args.config), args)
+    except VfdError as exc:
+        print(f"vfd: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        return check(main_cfg)
+    if not args.foreground:
+        daemonise(main_cfg.pid_fname)
+    setup_logging(main_cfg.log_dir, main_cfg.log_keep, main_cfg.init_log_level)
+    try:
+        daemon = Daemon(main_cfg, args.config, args)
+        daemon.start()
+    except (VfdError, OSError) as exc:
+        log.critical("CRI: start-up failed: %s", exc)
+        print(f"vfd: start-up failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(daemon.run())
+    finally:
+        daemon.shutdown()
+
+
+def check(main_cfg: MainConfig) -> int:
+    """--check: parse every live config as the daemon would at start, without touching a NIC."""
+    from vfd.model.vfconfig import parse_vf_config
+    store = Store(main_cfg.config_dir, main_cfg.live_dir)
+    bad = 0
+    for path in store.live_files():
+        try:
+            cfg = parse_vf_config(path.read_bytes(), str(path))
+            if main_cfg.pf(cfg.pciid) is None:
+                raise VfdError(f"{path}: PF {cfg.pciid} is not in the main config")
+        except (VfdError, OSError) as exc:
+            bad += 1
+            print(exc)
+    print(f"main config ok; {len(store.live_files()) - bad} live configs ok, {bad} bad")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

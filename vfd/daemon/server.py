@@ -1,0 +1,222 @@
+"""The request FIFO: read requests as they arrive (asyncio, no polling), answer on each client's FIFO.
+
+Guarantees: a malformed, oversized or hostile request gets an error reply (or is dropped when it
+names no usable reply FIFO) and the server keeps going; replies go only to FIFOs that already
+exist next to the request FIFO; a client that never reads its reply cannot block the daemon.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import json
+import logging
+import os
+import re
+import stat
+import time
+from pathlib import Path
+from typing import Callable
+
+from vfd.protocol import ACTIONS, MAX_REQUEST_BYTES, encode_response
+
+log = logging.getLogger("vfd.server")
+
+REPLY_DEADLINE = 5.0            # seconds a slow reader gets before its reply is dropped
+_RFIFO_RE = re.compile(rb'"r_fifo"\s*:\s*"([^"\\]{1,512})"')
+_decoder = json.JSONDecoder()
+
+Handler = Callable[[str, dict], tuple[bool, list[str]]]
+
+
+class RequestServer:
+    def __init__(self, loop, fifo_path: str, handler: Handler, group: str | None = None):
+        self.loop = loop
+        self.path = Path(fifo_path)
+        self.dir = self.path.parent.resolve()
+        self.handler = handler
+        self.group = group
+        self.buf = b""
+        self.buf_since = 0.0
+        self.rfd = self.wfd = -1
+        self.pending_writes: dict[int, tuple[bytes, float]] = {}
+        self.served = 0
+
+    # ---- FIFO lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            st = self.path.lstat()
+            if not stat.S_ISFIFO(st.st_mode):
+                self.path.unlink()
+                raise FileNotFoundError
+        except FileNotFoundError:
+            os.mkfifo(self.path, 0o620)
+        gid = -1
+        if self.group:
+            gid = grp.getgrnam(self.group).gr_gid
+        if os.geteuid() == 0:
+            os.chown(self.path, 0, gid)
+        elif gid != -1:
+            os.chown(self.path, -1, gid)
+        os.chmod(self.path, 0o620)  # owner and group may write requests; nobody else
+        self.rfd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self.wfd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)  # never see EOF when clients close
+        self.loop.add_reader(self.rfd, self._readable)
+        log.info("listening on %s", self.path)
+
+    def close(self) -> None:
+        if self.rfd >= 0:
+            self.loop.remove_reader(self.rfd)
+            os.close(self.rfd)
+            os.close(self.wfd)
+            self.rfd = self.wfd = -1
+        for fd in list(self.pending_writes):
+            self._drop_writer(fd)
+
+    # ---- reading and framing ----------------------------------------------------------------
+    def _readable(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.rfd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            if not self.buf:
+                self.buf_since = time.monotonic()
+            self.buf += chunk
+            if len(chunk) < 65536:
+                break
+        self._drain()
+
+    def _drain(self) -> None:
+        buf = self.buf
+        i = 0
+        n = len(buf)
+        while i < n:
+            while i < n and buf[i] in b" \t\r\n\0":
+                i += 1
+            if i >= n:
+                break
+            if buf[i:i + 1] != b"{":
+                j = buf.find(b"{", i)
+                self._garbage(buf[i:j if j >= 0 else n])
+                i = j if j >= 0 else n
+                continue
+            nxt = buf.find(b"\n{", i + 1)
+            end = nxt if nxt >= 0 else n
+            try:
+                text = buf[i:end].decode()
+                obj, used = _decoder.raw_decode(text)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                if nxt < 0 and n - i <= MAX_REQUEST_BYTES:
+                    break            # maybe a request still being written: wait for the rest
+                self._garbage(buf[i:end])
+                i = end
+                continue
+            rest = text[used:].strip()
+            i = i + len(text[:used].encode())
+            if rest and nxt >= 0:
+                self._garbage(rest.encode())
+                i = end
+            self._request(obj)
+        self.buf = buf[i:]
+        if len(self.buf) > MAX_REQUEST_BYTES:
+            self._garbage(self.buf)
+            self.buf = b""
+
+    def _garbage(self, data: bytes) -> None:
+        m = _RFIFO_RE.search(data[:MAX_REQUEST_BYTES])
+        log.warning("malformed request (%d bytes)%s", len(data), "" if m else " with no reply fifo: dropped")
+        if m:
+            self._reply(m.group(1).decode(errors="replace"), "not-supplied", False,
+                        [f"malformed request ({len(data)} bytes): not a JSON object of at most "
+                         f"{MAX_REQUEST_BYTES} bytes"])
+
+    # ---- dispatch ---------------------------------------------------------------------------
+    def _request(self, req: object) -> None:
+        params = req.get("params") if isinstance(req, dict) else None
+        r_fifo = params.get("r_fifo") if isinstance(params, dict) else None
+        rid = params.get("vfd_rid", "not-supplied") if isinstance(params, dict) else "not-supplied"
+        rid = rid if isinstance(rid, str) and len(rid) <= 256 else "not-supplied"
+        if not isinstance(r_fifo, str):
+            log.warning("request without a reply fifo dropped: %.200s", json.dumps(req))
+            return
+        action = req.get("action")
+        if not isinstance(action, str) or action.lower() not in ACTIONS:
+            self._reply(r_fifo, rid, False, [f"unrecognised request: action {json.dumps(action)[:80]} is not one "
+                                             f"of {', '.join(ACTIONS)}"])
+            return
+        try:
+            ok, lines = self.handler(action.lower(), params)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not end the daemon
+            log.exception("internal error serving %s", action)
+            ok, lines = False, [f"internal error while serving {action}: {exc}"]
+        self.served += 1
+        self._reply(r_fifo, rid, ok, lines)
+
+    # ---- replies ----------------------------------------------------------------------------
+    def _reply_path(self, r_fifo: str) -> Path | None:
+        if "\0" in r_fifo or len(r_fifo) > 1024:
+            return None
+        p = Path(r_fifo)
+        if not p.is_absolute():
+            p = self.dir / p
+        if p.parent.resolve() != self.dir or p.name in ("", ".", "..") or p.resolve() == self.path.resolve():
+            log.warning("reply fifo %r is not next to %s: reply dropped", r_fifo, self.path)
+            return None
+        return p
+
+    def _reply(self, r_fifo: str, rid: str, ok: bool, lines: list[str]) -> None:
+        p = self._reply_path(r_fifo)
+        if p is None:
+            return
+        try:
+            st = p.lstat()
+            if not stat.S_ISFIFO(st.st_mode):
+                log.warning("reply fifo %s is not a FIFO: reply dropped", p)
+                return
+            fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError as exc:
+            # ENXIO: nobody has it open for reading (client gone); ENOENT: never made.
+            log.info("reply to %s dropped: %s", p, exc.strerror)
+            return
+        data = encode_response(rid, ok, lines)
+        self._write(fd, data, time.monotonic() + REPLY_DEADLINE)
+
+    def _write(self, fd: int, data: bytes, deadline: float) -> None:
+        while data:
+            try:
+                data = data[os.write(fd, data):]
+            except BlockingIOError:
+                break
+            except OSError as exc:       # EPIPE: the reader went away
+                log.info("reply write failed: %s", exc.strerror if exc.errno != errno.EPIPE else "reader gone")
+                data = b""
+        if not data:
+            self._drop_writer(fd)
+            return
+        if time.monotonic() > deadline:
+            log.warning("reply not read within %.0fs: dropped", REPLY_DEADLINE)
+            self._drop_writer(fd)
+            return
+        first = fd not in self.pending_writes
+        self.pending_writes[fd] = (data, deadline)
+        if first:
+            self.loop.add_writer(fd, lambda: self._write(fd, *self.pending_writes[fd]))
+            self.loop.call_at(self.loop.time() + REPLY_DEADLINE + 0.1, self._expire, fd, deadline)
+
+    def _expire(self, fd: int, deadline: float) -> None:
+        entry = self.pending_writes.get(fd)
+        if entry is not None and entry[1] == deadline:
+            log.warning("reply not read within %.0fs: dropped", REPLY_DEADLINE)
+            self._drop_writer(fd)
+
+    def _drop_writer(self, fd: int) -> None:
+        if self.pending_writes.pop(fd, None) is not None:
+            self.loop.remove_writer(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -1,0 +1,230 @@
+"""`iplex`: the command-line client of vfd (the original's commands and options, its bugs fixed).
+
+It sends one JSON request on the daemon's request FIFO and reads the reply on a private FIFO
+created next to it. Start-up is kept light: only the standard library's small modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import sys
+import time
+
+from vfd import __version__
+from vfd.protocol import EOM, PIPE_BUF, decode_response, encode_request
+
+CONFIG_CANDIDATES = ("/etc/vfd/vfd.cfg", "/var/lib/vfd/etc/vfd.cfg")
+CONTAINER_FIFO = "/var/lib/vfd/pipes/request"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class ClientError(Exception):
+    pass
+
+
+def find_config(path: str | None) -> dict:
+    """The main config's fifo and config_dir: from --conf, $VFD_CONF, or the standard places.
+
+    The original checked one path and opened another; here the path checked is the path read.
+    """
+    if path is None:
+        path = os.environ.get("VFD_CONF")
+    candidates = [path] if path else [p for p in CONFIG_CANDIDATES if os.path.exists(p)]
+    for cand in candidates:
+        try:
+            with open(cand) as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise ClientError(f"cannot read config {cand}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ClientError(f"config {cand} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ClientError(f"config {cand} is not a JSON object")
+        return data
+    return {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="iplex", description="Control vfd, the Virtual Function Daemon.")
+    p.add_argument("--conf", help="vfd main config (default: $VFD_CONF, /etc/vfd/vfd.cfg, /var/lib/vfd/etc/vfd.cfg)")
+    p.add_argument("--loglevel", type=int, default=0, help="daemon log level for this request (default 0)")
+    p.add_argument("--json", action="store_true", help="print the daemon's raw JSON response")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
+    p.add_argument("--rid", help="request id echoed by the daemon (vfd_rid)")
+    p.add_argument("--version", action="version", version=f"iplex 1.3 (vfd {__version__})")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    for name, text in (("add", "admit <port-id>.json from config_dir and program its VF"),
+                       ("update", "replace a live VF's config in place with <port-id>.json from config_dir"),
+                       ("delete", "remove a live VF config and clear its VF"),
+                       ("status", "show a live VF's desired settings next to what the NIC reports")):
+        s = sub.add_parser(name, help=text, description=text)
+        s.add_argument("port_id", metavar="port-id")
+    s = sub.add_parser("export", help="print a live VF config")
+    s.add_argument("config_id", metavar="config-id")
+    s = sub.add_parser("show", help="counters: all, pfs, extended, mirror, a PF number or PF id")
+    s.add_argument("what", nargs="?", default="all")
+    s = sub.add_parser("mirror", help="set a VF's mirror: <pf> <vf> in|out|all|off [<target>]")
+    s.add_argument("pf")
+    s.add_argument("vf")
+    s.add_argument("dir", choices=("in", "out", "all", "both", "on", "off"))
+    s.add_argument("target", nargs="?")
+    s = sub.add_parser("cpu_alarm", help="set the daemon's CPU alarm threshold, e.g. 30%%")
+    s.add_argument("pctg")
+    sub.add_parser("verbose", help="set the daemon's log level to --loglevel")
+    sub.add_parser("ping", help="check that the daemon answers")
+    sub.add_parser("dump", help="write the daemon's state to its log")
+    return p
+
+
+def fifo_path(conf: dict) -> str:
+    fifo = conf.get("fifo")
+    if isinstance(fifo, str) and fifo:
+        return fifo
+    return CONTAINER_FIFO if os.path.exists(CONTAINER_FIFO) else "/var/lib/vfd/request"
+
+
+def config_dir(conf: dict) -> str:
+    d = conf.get("config_dir")
+    return d if isinstance(d, str) and d else "/var/lib/vfd/config"
+
+
+def request(fifo: str, action: str, timeout: float, **params) -> dict:
+    """Send one request and wait for its reply; the reply FIFO is removed on every path."""
+    r_fifo = f"{fifo}_IPLEX.{os.getpid()}"
+    try:
+        os.unlink(r_fifo)
+    except FileNotFoundError:
+        pass
+    try:
+        os.mkfifo(r_fifo, 0o600)
+    except OSError as exc:
+        raise ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
+    try:
+        # O_RDWR: never sees EOF, so a daemon that replies late is still heard until the timeout.
+        rfd = os.open(r_fifo, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            payload = encode_request(action, r_fifo, **params)
+            if len(payload) > PIPE_BUF:
+                raise ClientError(f"request is {len(payload)} bytes; at most {PIPE_BUF} can be sent atomically")
+            try:
+                wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)") from None
+            except OSError as exc:
+                reason = "no daemon is reading it (is vfd running?)" if exc.errno == 6 else exc.strerror
+                raise ClientError(f"cannot open vfd request fifo {fifo}: {reason}") from None
+            try:
+                os.write(wfd, payload)
+            except BlockingIOError:
+                raise ClientError(f"vfd request fifo {fifo} is full (daemon busy or hung)") from None
+            finally:
+                os.close(wfd)
+            return decode_response(_read_reply(rfd, timeout))
+        finally:
+            os.close(rfd)
+    finally:
+        try:
+            os.unlink(r_fifo)
+        except FileNotFoundError:
+            pass
+
+
+def _read_reply(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    chunks = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while not chunks.rstrip().endswith(EOM.encode()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClientError(f"no reply from vfd within {timeout:g}s")
+        if poller.poll(left * 1000):
+            try:
+                chunks += os.read(fd, 65536)
+            except BlockingIOError:
+                pass
+    try:
+        return chunks.decode()
+    except UnicodeDecodeError:
+        raise ClientError("reply from vfd is not UTF-8") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    try:
+        return run(args)
+    except ClientError as exc:
+        if args.json:
+            print(json.dumps({"state": "ERROR", "msg": [str(exc)]}))
+        else:
+            print(f"iplex: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+def run(args: argparse.Namespace) -> int:
+    conf = find_config(args.conf)
+    fifo = fifo_path(conf)
+    cdir = config_dir(conf)
+    live = cdir.rstrip("/") + "_live"
+    common = {"loglevel": args.loglevel, "vfd_rid": args.rid}
+    cmd = args.command
+    export_file = None
+    if cmd in ("add", "update"):
+        path = os.path.join(cdir, _json_name(args.port_id))
+        if not os.path.exists(path):
+            raise ClientError(f"VF config for {args.port_id} doesn't exist: {path}")
+        params = {"filename": path}
+    elif cmd in ("delete", "status"):
+        name = _json_name(args.port_id)
+        if cmd == "delete" and os.path.isdir(live) and not os.path.exists(os.path.join(live, name)):
+            raise ClientError(f"VF live config for {args.port_id} doesn't exist: {os.path.join(live, name)}")
+        params = {"filename": name}   # a bare name: resolved in the daemon's live directory
+    elif cmd == "export":
+        export_file = os.path.join(cdir, f"iplex{os.getpid()}.exp")
+        params = {"filename": _json_name(os.path.basename(args.config_id)), "output": export_file}
+    elif cmd == "show":
+        params = {"resource": args.what}
+    elif cmd == "mirror":
+        parts = [args.pf, args.vf, args.dir] + ([args.target] if args.target is not None else [])
+        params = {"resource": " ".join(parts)}
+    elif cmd == "cpu_alarm":
+        params = {"resource": args.pctg}
+    else:
+        params = {}
+    try:
+        reply = request(fifo, cmd, args.timeout, **params, **common)
+        ok = reply.get("state") == "OK"
+        lines = [str(x) for x in reply.get("msg", [])]
+        if args.json:
+            print(json.dumps(reply, indent=1))
+        elif export_file and ok:
+            with open(export_file) as f:
+                sys.stdout.write(f.read())
+            print("\n".join(lines), file=sys.stderr)
+        else:
+            print("\n".join(lines), file=sys.stdout if ok else sys.stderr)
+    finally:
+        if export_file:
+            try:
+                os.unlink(export_file)
+            except OSError:
+                pass
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def _json_name(port_id: str) -> str:
+    return port_id if port_id.endswith(".json") else f"{port_id}.json"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The daemon's main config (`/etc/vfd/vfd.cfg`): every key of the original VFd plus the backend keys.
+
+Where the original clamped or silently fell back to a default (bad cpu_mask, mtu above 9420,
+TC percentages out of range, non-boolean flags), this model refuses the file and says why.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from vfd.errors import ConfigError
+from vfd.model.common import StrictModel, describe_validation_error, load_json_object, strip_comments
+
+MAX_MTU = 9420  # the original's cap (82599 with loopback misbehaves above ~9.5K)
+BACKENDS = ("sim", "kernel", "dpdk")
+SIM_DRIVERS = ("ixgbe", "i40e", "bnxt", "mlx5")
+
+Backend = Literal["sim", "kernel", "dpdk"]
+
+
+class SimNic(StrictModel):
+    """Which NIC family a sim PF imitates, and the values a real NIC would report."""
+
+    driver: Literal["ixgbe", "i40e", "bnxt", "mlx5"] = "ixgbe"
+    speed: int = Field(default=10000, gt=0)
+    vf_offset: int | None = Field(default=None, ge=0)
+    vf_stride: int | None = Field(default=None, ge=1)
+
+
+class TrafficClass(StrictModel):
+    pri: int = Field(ge=0, le=7)
+    name: str | None = None
+    llatency: bool = False
+    lsp: bool = False
+    bsp: bool = False
+    max_bw: int = Field(default=100, ge=1, le=100)
+    min_bw: int = Field(default=1, ge=1, le=100)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"TC-{self.pri}"
+
+
+class PFConfig(StrictModel):
+    id: str = Field(min_length=1)
+    backend: Backend | None = None
+    mtu: int | None = Field(default=None, ge=68, le=MAX_MTU)
+    hw_strip_crc: bool = True
+    promiscuous: bool = False
+    enable_loopback: bool = False
+    vf_oversubscription: bool = False
+    tclasses: list[TrafficClass] = Field(default_factory=list, max_length=8)
+    bw_grps: dict[str, list[Annotated[int, Field(ge=0, le=7)]]] = Field(default_factory=dict)
+    pf_driver: str | None = None
+    vf_driver: str | None = None
+    vfs_count: int | None = Field(default=None, ge=0, le=256)
+    speed: int | None = Field(default=None, gt=0)
+    sim: SimNic | None = None
+
+    @field_validator("bw_grps")
+    @classmethod
+    def _bwg_names(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for name in v:
+            if not re.fullmatch(r"bwg[0-7]", name):
+                raise ValueError(f"bandwidth group {name!r} must be named bwg0 .. bwg7")
+        return v
+
+    @field_validator("tclasses")
+    @classmethod
+    def _unique_pri(cls, v: list[TrafficClass]) -> list[TrafficClass]:
+        pris = [t.pri for t in v]
+        if len(set(pris)) != len(pris):
+            raise ValueError("each traffic class 'pri' may appear once")
+        return v
+
+
+def _bare_pf(v: object) -> object:
+    """A bare PCI string in `pciids` means: default MTU, no loopback, promiscuous on (as the original)."""
+    return {"id": v, "promiscuous": True} if isinstance(v, str) else v
+
+
+def _cpu_mask(v: object) -> object:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        return v
+    text = v.strip().lower()
+    try:
+        value = int(text, 16) if text.startswith("0x") else int(text, 10)
+    except ValueError:
+        raise ValueError("cpu_mask must be a hex (\"0x04\") or decimal number") from None
+    if value <= 0 or value & (value - 1):
+        raise ValueError("cpu_mask must have exactly one bit set (vfd uses one core)")
+    return f"0x{value:02x}"
+
+
+def _cpu_alarm(v: object) -> object:
+    """Fraction (1.05 = 105%) or a percentage string ("30%" or "30")."""
+    if isinstance(v, str):
+        text = v.strip().rstrip("%").strip()
+        try:
+            return float(text) / 100.0
+        except ValueError:
+            raise ValueError("cpu_alarm must be a fraction or a percentage such as \"30%\"") from None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def _numa_mem(v: object) -> object:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if isinstance(v, str) and not re.fullmatch(r"\d+(,\d+)*", v.replace(" ", "")):
+        raise ValueError("numa_mem must be megabytes per NUMA socket, comma separated, e.g. \"64,64\"")
+    return v.replace(" ", "") if isinstance(v, str) else v
+
+
+class MainConfig(StrictModel):
+    log_dir: str = "/var/log/vfd"
+    log_keep: int = 30
+    log_level: int = Field(default=0, ge=0, le=5)
+    init_log_level: int = Field(default=1, ge=0, le=5)
+    dpdk_log_level: int = Field(default=0, ge=0, le=8)
+    dpdk_init_log_level: int = Field(default=0, ge=0, le=8)
+    config_dir: str = "/var/lib/vfd/config"
+    fifo: str = "/var/lib/vfd/request"
+    fifo_group: str | None = None
+    pid_fname: str = "/var/run/vfd.pid"
+    stats_path: str = "/var/lib/vfd/stats"
+    cpu_mask: Annotated[str, BeforeValidator(_cpu_mask)] = "0x04"
+    numa_mem: Annotated[str, BeforeValidator(_numa_mem)] = "64,64"
+    huge_pages: bool = True
+    enable_qos: bool = False
+    enable_flowcontrol: bool = False
+    default_mtu: int = Field(default=MAX_MTU, ge=68, le=MAX_MTU)
+    mtu: int | None = Field(default=None, ge=68, le=MAX_MTU)  # legacy spelling of default_mtu
+    delete_keep: bool = False
+    cpu_alarm: Annotated[float, BeforeValidator(_cpu_alarm), Field(ge=0.05, allow_inf_nan=False)] = 0.10
+    cpu_alarm_type: str = "WRN:"
+    backend: Backend = "sim"
+    sim_state_dir: str = "/var/lib/vfd/sim"
+    reconcile_interval: float = Field(default=10.0, gt=0)
+    callback_timeout: float = Field(default=30.0, gt=0)
+    pciids: list[Annotated[PFConfig, BeforeValidator(_bare_pf)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> "MainConfig":
+        ids = [pf.id for pf in self.pciids]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"PF {sorted(dup)[0]!r} is listed more than once in pciids")
+        for i, pf in enumerate(self.pciids):
+            if pf.sim is not None and self.backend_of(pf) != "sim":
+                raise ValueError(f"pciids[{i}] ({pf.id}): 'sim' settings only apply to the sim backend")
+        return self
+
+    # ---- derived values -------------------------------------------------------------------
+    def backend_of(self, pf: PFConfig) -> str:
+        return pf.backend or self.backend
+
+    def mtu_of(self, pf: PFConfig) -> int:
+        if pf.mtu is not None:
+            return pf.mtu
+        return self.mtu if (self.mtu is not None and "default_mtu" not in self.model_fields_set) else self.default_mtu
+
+    @property
+    def live_dir(self) -> str:
+        return self.config_dir.rstrip("/") + "_live"
+
+    def pf(self, pf_id: str) -> PFConfig | None:
+        for pf in self.pciids:
+            if pf.id == pf_id:
+                return pf
+        return None
+
+    def pf_index(self, pf_id: str) -> int:
+        return [pf.id for pf in self.pciids].index(pf_id)
+
+
+def parse_main_config(text: str | bytes, source: str) -> MainConfig:
+    data = strip_comments(load_json_object(text, source))
+    try:
+        return MainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, describe_validation_error(err)) from None
+
+
+def load_main_config(path: str) -> MainConfig:
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    return parse_main_config(text, path)

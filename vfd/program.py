@@ -1,0 +1,144 @@
+"""The VF program: what must be in the NIC for one VF, derived from its config and the PF's driver.
+
+Backends consume programs, never configs: one translation (here) decides strip/insert, effective
+anti-spoof and admission gates and rates in Mb/s, so every backend programs the same meaning.
+The field names are the sim NIC's state format (docs/sim.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from vfd.capabilities import DriverProfile, Feature
+from vfd.errors import AdmissionError, CapabilityError
+from vfd.model.vfconfig import VFConfig
+
+# config field -> (program field, feature that controls it, behaviour of a NIC without the control)
+GATES = {
+    "allow_bcast": ("bcast", Feature.BCAST_GATE, True),
+    "allow_mcast": ("mcast", Feature.MCAST_GATE, True),
+    "allow_un_ucast": ("uucast", Feature.UUCAST_GATE, False),
+    "allow_untagged": ("untagged", Feature.UNTAGGED_GATE, False),
+    "mac_anti_spoof": ("mac_anti_spoof", Feature.MAC_ANTI_SPOOF, False),
+    "vlan_anti_spoof": ("vlan_anti_spoof", Feature.VLAN_ANTI_SPOOF, False),
+}
+
+
+@dataclass(frozen=True)
+class VFProgram:
+    mac: str | None            # default MAC; None leaves the VF's current MAC alone
+    macs: tuple[str, ...]      # allow-list: MACs accepted besides the default
+    vlans: tuple[int, ...]
+    strip: bool
+    insert: int                # VLAN id inserted on TX, 0 = none
+    vlan_proto: str
+    mac_anti_spoof: bool
+    vlan_anti_spoof: bool
+    bcast: bool
+    mcast: bool
+    uucast: bool
+    untagged: bool
+    max_rate: int              # Mb/s, 0 = unlimited
+    min_rate: int              # Mb/s, 0 = none
+    link: str                  # on / off / auto
+    mirror: tuple[int, str] | None  # (target vfid, in|out|all)
+
+    def to_state(self) -> dict:
+        d = asdict(self)
+        d["macs"] = list(self.macs)
+        d["vlans"] = list(self.vlans)
+        d["mirror"] = None if self.mirror is None else {"target": self.mirror[0], "direction": self.mirror[1]}
+        return d
+
+    def changed_fields(self, previous: "VFProgram | None") -> list[str]:
+        if previous is None:
+            return [f.name for f in fields(self)]
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(previous, f.name)]
+
+
+def _gate(cfg: VFConfig, field: str, profile: DriverProfile, backend: str) -> bool:
+    _, feature, natural = GATES[field]
+    value = getattr(cfg, field)
+    if field == "mac_anti_spoof" and value is None:
+        value = profile.mac_anti_spoof_default if profile.has(feature) else profile.fixed.get(field, natural)
+    if profile.has(feature):
+        return bool(value)
+    fixed = profile.fixed.get(field, natural)
+    if cfg.explicit(field) and value != fixed:
+        raise CapabilityError(feature.value, profile.driver, backend, field, value,
+                              f"the NIC always behaves as {field}={str(fixed).lower()}")
+    return fixed
+
+
+def _need(profile: DriverProfile, feature: Feature, backend: str, field: str, value: object, why: str = "") -> None:
+    if not profile.has(feature):
+        raise CapabilityError(feature.value, profile.driver, backend, field, value, why)
+
+
+def build_program(cfg: VFConfig, profile: DriverProfile, backend: str, link_speed: int) -> VFProgram:
+    """Translate a validated config for one driver; refuse what the driver cannot do."""
+    vlans = tuple(cfg.vlans)
+    strip = cfg.strip_stag
+    insert = vlans[0] if (cfg.insert and len(vlans) == 1) else 0
+    if len(vlans) > 1:
+        _need(profile, Feature.VLAN_FILTER, backend, "vlans", list(vlans), "more than one VLAN needs a filter list")
+    elif not strip:
+        _need(profile, Feature.VLAN_FILTER, backend, "strip_stag", False,
+              "a VLAN the guest tags itself needs a VLAN filter; set strip_stag to make it a port VLAN")
+    if strip:
+        _need(profile, Feature.VLAN_STRIP, backend, "strip_stag", True)
+    if insert:
+        _need(profile, Feature.VLAN_INSERT, backend, "insert_stag", True)
+    if strip != bool(insert):
+        field = "insert_stag" if cfg.explicit("insert_stag") else "strip_stag"
+        _need(profile, Feature.STRIP_INSERT_SPLIT, backend, field, getattr(cfg, field),
+              "this NIC strips and inserts the VLAN together (port VLAN)")
+    if cfg.vlan_proto == "802.1ad":
+        _need(profile, Feature.QINQ, backend, "vlan_proto", cfg.vlan_proto)
+        if not (strip and insert):
+            raise AdmissionError("qinq_port_vlan", "vlan_proto", cfg.vlan_proto,
+                                 "802.1ad needs exactly one VLAN with strip_stag (an outer S-tag the NIC adds)")
+    if cfg.strip_ctag:
+        _need(profile, Feature.CTAG_STRIP, backend, "strip_ctag", True)
+    macs = cfg.mac_list
+    if len(macs) > 1:
+        _need(profile, Feature.MAC_ALLOWLIST, backend, "macs", macs)
+    gates = {GATES[f][0]: _gate(cfg, f, profile, backend) for f in GATES}
+    for a, b, why in profile.coupled:
+        pa, pb = GATES[a][0], GATES[b][0]
+        if gates[pa] != gates[pb]:
+            if cfg.explicit(a) and cfg.explicit(b):
+                raise CapabilityError(f"separate {a} and {b}", profile.driver, backend, b, getattr(cfg, b), why)
+            if cfg.explicit(a):
+                gates[pb] = gates[pa]
+            else:
+                gates[pa] = gates[pb]
+    for a, b, why in profile.requires:
+        pa, pb = GATES[a][0], GATES[b][0]
+        if gates[pa] and not gates[pb]:
+            raise AdmissionError("driver_capability", b, gates[pb],
+                                 f"{a} true needs {b} true on driver {profile.driver} ({why})")
+    max_rate = min_rate = 0
+    if cfg.rate:
+        _need(profile, Feature.MAX_RATE, backend, "rate", cfg.rate)
+        if link_speed <= 0:
+            raise AdmissionError("rate_needs_speed", "rate", cfg.rate,
+                                 "the PF's link speed is unknown; set 'speed' (Mb/s) on the PF")
+        max_rate = max(1, round(link_speed * cfg.rate))
+    if cfg.min_rate:
+        _need(profile, Feature.MIN_RATE, backend, "min_rate", cfg.min_rate)
+        if link_speed <= 0:
+            raise AdmissionError("rate_needs_speed", "min_rate", cfg.min_rate,
+                                 "the PF's link speed is unknown; set 'speed' (Mb/s) on the PF")
+        min_rate = max(1, round(link_speed * cfg.min_rate))
+    if cfg.link_status != "auto":
+        _need(profile, Feature.LINK_STATE, backend, "link_status", cfg.link_status)
+    mirror = None
+    if cfg.mirror is not None and cfg.mirror.mode != "off":
+        _need(profile, Feature.MIRROR, backend, "mirror", cfg.mirror.model_dump())
+        mirror = (cfg.mirror.target, cfg.mirror.mode)
+    return VFProgram(
+        mac=macs[0] if macs else None, macs=tuple(macs[1:]), vlans=vlans, strip=strip, insert=insert,
+        vlan_proto=cfg.vlan_proto, max_rate=max_rate, min_rate=min_rate, link=cfg.link_status,
+        mirror=mirror, **gates,
+    )
