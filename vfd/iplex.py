@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("port_id", metavar="port-id")
     s = sub.add_parser("export", help="print a live VF config")
     s.add_argument("config_id", metavar="config-id")
-    s = sub.add_parser("show", help="counters: all, pfs, extended, mirror, a PF number or PF id")
+    s = sub.add_parser("show", help="counters: all, pfs, extended, mirror, pci (VF PCI addresses), a PF number or PF id")
     s.add_argument("what", nargs="?", default="all")
     s = sub.add_parser("mirror", help="set a VF's mirror: <pf> <vf> in|out|all|off [<target>]")
     s.add_argument("pf")

@@ -331,12 +331,14 @@ class VFManager:
             return self._show_extended()
         elif w.startswith("mirror"):
             return self._show_mirrors()
+        elif w == "pci":
+            return self._show_pci()
         elif w.isdigit() and int(w) < len(self.pfs):
             pfs = [list(self.pfs.values())[int(w)]]
         else:
             pf = self.pfs.get(what.strip())
             if pf is None:
-                return _err(f"unknown target {what!r} (not one of all, pfs, extended, mirror, a PF number "
+                return _err(f"unknown target {what!r} (not one of all, pfs, extended, mirror, pci, a PF number "
                             f"0..{len(self.pfs) - 1} or a PF id)")
             pfs = [pf]
         lines = [showfmt.HEADER]
@@ -361,6 +363,17 @@ class VFManager:
                 vf = pf.vfs[vfid]
                 lines.append(f"  vf {vfid}: {vf.port_id} vlans {list(vf.program.vlans)} mac {vf.program.mac} "
                              f"strip {vf.program.strip} insert {vf.program.insert} rate {vf.program.max_rate}")
+        return Reply(True, lines)
+
+    def _show_pci(self) -> Reply:
+        """Every VF's PCI address: `pf <index> <pf id> vf <n> <pci> live|free`, for agents that map a
+        VF's PCI address (what nova and the CNI know) to (PF, vfid)."""
+        lines = []
+        for pf in self.pfs.values():
+            backend = self.backends[pf.backend]
+            for vfid in range(pf.vfs_count):
+                state = f"live {pf.vfs[vfid].port_id}" if vfid in pf.vfs else "free"
+                lines.append(f"pf {pf.index} {pf.id} vf {vfid} {backend.vf_pci_address(pf.id, vfid) or '-'} {state}")
         return Reply(True, lines)
 
     def _show_mirrors(self) -> Reply:

@@ -1,0 +1,42 @@
+# The README's two commands are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test unit system-deps bench schema clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,openstack]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/python tools/demo.py
+
+# Debian packages for the real-component tests (DPDK 22.11 libraries, QEMU + a Debian kernel
+# with netdevsim). Needs root, as CI has; without root those tests say why they skip.
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  bash tools/dpdk/setup.sh && bash tools/kernel-lab/setup.sh; \
+	else echo "system-deps: not root, skipping Debian packages (DPDK and kernel-lab tests will skip)"; fi
+
+test: install system-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Fast tests only: no guest, no DPDK.
+unit: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not kernel_lab and not dpdk" tests/unit tests/integration
+
+bench: install
+	$(PY) bench/run_all.py
+
+schema: install
+	$(VENV)/bin/vfd --schema main > docs/schema/vfd.cfg.schema.json
+	$(VENV)/bin/vfd --schema vf > docs/schema/vf-config.schema.json
+
+clean:
+	rm -rf $(VENV) .cache
