@@ -94,6 +94,8 @@ def config_dir(conf: dict) -> str:
 
 def request(fifo: str, action: str, timeout: float, **params) -> dict:
     """Send one request and wait for its reply; the reply FIFO is removed on every path."""
+    if not os.path.exists(fifo):
+        raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
     r_fifo = f"{fifo}_IPLEX.{os.getpid()}"
     try:
         os.unlink(r_fifo)

@@ -46,6 +46,7 @@ class SimPF:
         self.path = path
         self.rng = rng
         self.dirty = False
+        self.mtime_ns = 0
         self.state = self._load_or_power_on(vfs_count, mtu)
         self.ops: list[tuple] = []   # (vfid, op, value) in the order applied: lets tests check order
 
@@ -67,6 +68,21 @@ class SimPF:
     def vf(self, vfid: int) -> dict:
         return self.state["vfs"][str(vfid)]
 
+    def refresh(self) -> None:
+        """The state file is the NIC's registers: an edit by hand is drift that vfd must see."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self.mtime_ns and not self.dirty:
+            try:
+                state = json.loads(self.path.read_text())
+                if len(state.get("vfs", {})) == self.state["vfs_count"]:
+                    self.state = state
+            except ValueError:
+                log.warning("sim PF %s: state file unreadable; keeping the last programmed state", self.cfg.id)
+            self.mtime_ns = mtime
+
     def faults(self) -> set[str]:
         try:
             return set(json.loads(self.path.with_suffix(".faults.json").read_text()).get("fail", []))
@@ -83,6 +99,7 @@ class SimPF:
         if self.dirty:
             atomic_write(self.path, json.dumps(self.state, indent=1, sort_keys=True).encode())
             self.dirty = False
+            self.mtime_ns = self.path.stat().st_mtime_ns
 
 
 class SimBackend(NicBackend):
@@ -115,7 +132,9 @@ class SimBackend(NicBackend):
         return PFInfo(pf_id=pf.id, driver=nic.driver, profile=profile, vfs_count=vfs_count, link_speed=speed)
 
     def _pf(self, pf_id: str) -> SimPF:
-        return self.pfs[pf_id]
+        spf = self.pfs[pf_id]
+        spf.refresh()
+        return spf
 
     # ---- VF ---------------------------------------------------------------------------------
     def _set(self, spf: SimPF, vfid: int, op: str, value, faults: set[str]) -> None:

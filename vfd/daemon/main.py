@@ -173,6 +173,7 @@ class Daemon:
         for b in self.backends.values():
             b.attach(self.loop, self.manager.on_event)
         self._schedule_cpu_check()
+        self.loop.call_later(self.main.reconcile_interval, self._reconcile)
         self.run_callbacks("start_cb")
         log.setLevel(self.level)
         sd_notify("READY=1")
@@ -199,6 +200,14 @@ class Daemon:
         except VfdError as exc:
             log.error("SIGHUP: main config not re-read: %s", exc)
         self.manager.reapply_all()
+
+    def _reconcile(self) -> None:
+        """Periodic drift check: catches changes no event reported (e.g. a VF edited by hand)."""
+        try:
+            self.manager.reconcile()
+        except Exception:  # noqa: BLE001 - the timer must keep running
+            log.exception("reconcile failed")
+        self.loop.call_later(self.main.reconcile_interval, self._reconcile)
 
     def _schedule_cpu_check(self) -> None:
         self.loop.call_later(CPU_CHECK_EVERY, self._cpu_check)

@@ -112,6 +112,25 @@ class VFManager:
             log.error("PF %s VF %d: re-apply failed: %s", pf_id, vfid, exc)
         self.flush()
 
+    def reconcile(self) -> int:
+        """Compare every live VF with what its NIC reports and re-apply where they differ (drift)."""
+        repaired = 0
+        for pf in self.pfs.values():
+            backend = self.backends[pf.backend]
+            for vfid, vf in list(pf.vfs.items()):
+                try:
+                    actual = backend.read_vf(pf.id, vfid)
+                except VfdError as exc:
+                    log.warning("reconcile: PF %s VF %d unreadable: %s", pf.id, vfid, exc)
+                    continue
+                want = vf.program.to_state()
+                diff = [k for k, v in want.items() if actual.get(k) != v and not (k == "mac" and v is None)]
+                if diff:
+                    log.warning("drift on PF %s VF %d (%s): %s; re-applying", pf.id, vfid, vf.port_id, ", ".join(diff))
+                    self.reapply_vf(pf.id, vfid)
+                    repaired += 1
+        return repaired
+
     def reapply_all(self) -> None:
         for pf_id in self.pfs:
             self.reapply_pf(pf_id)
