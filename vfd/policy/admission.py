@@ -58,8 +58,8 @@ def _pf_managed(req: Request) -> None:
 def _vfid_range(req: Request) -> None:
     n = req.pf.vfs_count
     if not 0 <= req.cfg.vfid < n:
-        raise AdmissionError("vfid_range", "vfid", req.cfg.vfid,
-                             f"VF {req.cfg.vfid} is out of range; PF {req.pf.id} has {n} VFs (0..{n - 1})")
+        have = f"has {n} VFs (0..{n - 1})" if n else "has no VFs"
+        raise AdmissionError("vfid_range", "vfid", req.cfg.vfid, f"VF {req.cfg.vfid} is out of range; PF {req.pf.id} {have}")
 
 
 @rule("vf_free")
