@@ -92,11 +92,15 @@ def config_dir(conf: dict) -> str:
     return d if isinstance(d, str) and d else "/var/lib/vfd/config"
 
 
-def request(fifo: str, action: str, timeout: float, **params) -> dict:
-    """Send one request and wait for its reply; the reply FIFO is removed on every path."""
+def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", **params) -> dict:
+    """Send one request and wait for its reply; the reply FIFO is removed on every path.
+
+    `reply_tag` makes the reply FIFO's name unique per caller when one process runs several
+    clients at once (the os-vif plugin, tests); iplex itself is one client per process.
+    """
     if not os.path.exists(fifo):
         raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
-    r_fifo = f"{fifo}_IPLEX.{os.getpid()}"
+    r_fifo = f"{fifo}_IPLEX.{os.getpid()}{'.' + reply_tag if reply_tag else ''}"
     try:
         os.unlink(r_fifo)
     except FileNotFoundError:
@@ -136,15 +140,16 @@ def request(fifo: str, action: str, timeout: float, **params) -> dict:
 
 
 def _read_reply(fd: int, timeout: float) -> str:
+    """Read until @eom@. select.select rather than poll: it survives eventlet's monkey-patching
+    (nova-compute loads the os-vif plugin, which uses this function, in a patched process)."""
     deadline = time.monotonic() + timeout
     chunks = b""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
     while not chunks.rstrip().endswith(EOM.encode()):
         left = deadline - time.monotonic()
         if left <= 0:
             raise ClientError(f"no reply from vfd within {timeout:g}s")
-        if poller.poll(left * 1000):
+        readable, _, _ = select.select([fd], [], [], left)
+        if readable:
             try:
                 chunks += os.read(fd, 65536)
             except BlockingIOError:

@@ -45,6 +45,15 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Non
     fsync_dir(path.parent)
 
 
+def remove_stale_temps(directory: Path) -> None:
+    """Temp files of atomic_write left by a crash (kill -9 between write and rename)."""
+    for p in directory.glob(".*.tmp*"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
 @dataclass(frozen=True)
 class ReadFile:
     path: Path
@@ -62,6 +71,7 @@ class Store:
     def ensure_dirs(self) -> None:
         for d in (self.config_dir, self.live_dir):
             d.mkdir(mode=0o775, parents=True, exist_ok=True)
+        remove_stale_temps(self.live_dir)
 
     # ---- naming ---------------------------------------------------------------------------
     def resolve(self, name: object, where: str) -> tuple[Path, str]:

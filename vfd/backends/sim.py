@@ -22,7 +22,7 @@ from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import PFConfig, SimNic
 from vfd.program import VFProgram
-from vfd.store import atomic_write
+from vfd.store import atomic_write, remove_stale_temps
 
 log = logging.getLogger("vfd.sim")
 
@@ -122,6 +122,7 @@ class SimBackend(NicBackend):
         if pf.enable_loopback and not profile.has(Feature.LOOPBACK):
             raise BackendError(pf.id, "enable_loopback", f"driver {nic.driver} has no PF TX loopback control")
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)
         path = self.dir / f"{pf.id.replace('/', '_')}.json"
         spf = SimPF(pf, nic, vfs_count, self.main.mtu_of(pf), path, self.rng)
         spf.state["loopback"] = pf.enable_loopback
