@@ -11,7 +11,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,openstack]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,openstack]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: install

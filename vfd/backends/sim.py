@@ -47,6 +47,8 @@ class SimPF:
         self.rng = rng
         self.dirty = False
         self.mtime_ns = 0
+        self._stats: dict = {}
+        self._stats_mtime = -1
         self.state = self._load_or_power_on(vfs_count, mtu)
         self.ops: list[tuple] = []   # (vfid, op, value) in the order applied: lets tests check order
 
@@ -90,10 +92,19 @@ class SimPF:
             return set()
 
     def stats(self) -> dict:
+        """Injected counters, re-read only when the file changes (show reads them once per VF)."""
+        path = self.path.with_suffix(".stats.json")
         try:
-            return json.loads(self.path.with_suffix(".stats.json").read_text())
-        except (OSError, ValueError):
+            mtime = path.stat().st_mtime_ns
+        except OSError:
             return {}
+        if mtime != self._stats_mtime:
+            try:
+                self._stats = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self._stats = {}
+            self._stats_mtime = mtime
+        return self._stats
 
     def flush(self) -> None:
         if self.dirty:

@@ -1,0 +1,40 @@
+"""`make bench`: every benchmark, each printing its figures next to a baseline measured in the same
+run. Results also go to bench/results.txt (not committed by default; copy into docs/performance.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import admission  # noqa: E402
+import idle_cpu  # noqa: E402
+import iplex_startup  # noqa: E402
+import latency  # noqa: E402
+import recovery  # noqa: E402
+
+
+def main() -> int:
+    head = (f"# vfd benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+            f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
+    print(head, flush=True)
+    parts = [head]
+    for mod in (latency, recovery, admission, idle_cpu, iplex_startup):
+        parts.append(mod.main())
+    if os.geteuid() == 0 and os.environ.get("VFD_BENCH_KERNEL", "1") != "0":
+        kernel = Path(__file__).resolve().parent / "kernel_program.py"
+        if kernel.exists():
+            import runpy
+            parts.append(runpy.run_path(str(kernel), run_name="vfd_bench")["main"]())
+    out = Path(__file__).resolve().parent / "results.txt"
+    out.write_text("\n\n".join(p for p in parts if p) + "\n")
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
