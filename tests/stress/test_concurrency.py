@@ -80,3 +80,27 @@ def test_readers_get_their_own_answers_while_adds_run(make_vfd):
             f.result(timeout=120)
     assert errors == []
     assert len(d.live()) == 32
+
+
+def test_client_that_never_reads_a_large_reply_does_not_block_others(make_vfd):
+    """A reply larger than the pipe buffer (64 KiB) to a client that never reads: the daemon keeps
+    serving everyone else and drops that reply after its deadline."""
+    import os
+    import time
+    d = make_vfd([sim_pf(f"0000:{0x50 + i:02x}:00.0", 128, "i40e") for i in range(20)])  # ~110 KB reply
+    stuck = d.fifo.parent / "stuck_reader"
+    os.mkfifo(stuck)
+    rfd = os.open(stuck, os.O_RDONLY | os.O_NONBLOCK)          # open, but never read
+    try:
+        fd = os.open(d.fifo, os.O_WRONLY)
+        os.write(fd, json.dumps({"action": "show", "params": {"r_fifo": str(stuck), "resource": "pci"}}).encode())
+        os.close(fd)
+        t = time.monotonic()
+        for _ in range(5):
+            assert d.request("ping", timeout=5)["state"] == "OK"
+        assert time.monotonic() - t < 3
+        time.sleep(5.5)
+        assert "not read within" in d.log_text()
+        assert d.request("ping", timeout=5)["state"] == "OK"
+    finally:
+        os.close(rfd)
