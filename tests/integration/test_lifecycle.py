@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,31 @@ def test_sigterm_exits_cleanly(make_vfd):
 def test_other_stop_signals(make_vfd, sig):
     d = make_vfd()
     assert d.stop(sig) == 0
+
+
+def test_callback_runs_as_the_config_files_owner(make_vfd, tmp_path):
+    """The drop file belongs to 'nobody': the live copy keeps that owner and start_cb runs as it."""
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own a file as another user")
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody").pw_uid
+    shared = Path(tempfile.mkdtemp(prefix="vfd-cb-"))      # pytest's tmp_path is not reachable by nobody
+    shared.chmod(0o1777)
+    d = make_vfd()
+    path = d.drop("vm1", vf_config(PF, 1, start_cb=f"/usr/bin/touch {shared}/by-owner"))
+    os.chown(path, nobody, -1)
+    assert d.iplex("add", "vm1").returncode == 0
+    assert os.stat(d.live_dir / "vm1.json").st_uid == nobody
+    d.stop()
+    d.start()
+    for _ in range(50):
+        if (shared / "by-owner").exists():
+            break
+        time.sleep(0.1)
+    try:
+        assert os.stat(shared / "by-owner").st_uid == nobody
+        assert "start_cb for vm1 exited 0" in d.log_text()
+    finally:
+        shutil.rmtree(shared)
