@@ -36,7 +36,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vfd-demo-"))
     conf = tmp / "vfd.cfg"
     main_cfg = json.loads((ROOT / "examples" / "vfd.cfg").read_text())
-    main_cfg.update(log_dir="stderr", config_dir=str(tmp / "config"), fifo=str(tmp / "run" / "request"),
+    main_cfg.update(log_dir="stderr", log_level=0, config_dir=str(tmp / "config"), fifo=str(tmp / "run" / "request"),
                     sim_state_dir=str(tmp / "sim"), pid_fname=str(tmp / "vfd.pid"))
     conf.write_text(json.dumps(main_cfg, indent=2))
     (tmp / "config").mkdir()

@@ -44,6 +44,12 @@ def describe_validation_error(err: ValidationError) -> list[str]:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        ctx = e.get("ctx") or {}
+        if e["type"] == "too_short":
+            msg = f"must have at least {ctx.get('min_length')} item(s)"
+        elif e["type"] == "too_long":
+            msg = f"must have at most {ctx.get('max_length')} items"
+        msg = msg.replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown field '{_loc(e['loc'])}' (not part of the format; check the spelling)")
             continue
