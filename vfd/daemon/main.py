@@ -17,7 +17,7 @@ from vfd import __version__
 from vfd.backends import create_backend
 from vfd.daemon.callbacks import run_callback
 from vfd.daemon.logsetup import level_for, setup_logging
-from vfd.daemon.manager import VFManager
+from vfd.daemon.manager import Reply, VFManager
 from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError
 from vfd.model.mainconfig import MainConfig, load_main_config
@@ -135,16 +135,14 @@ class Daemon:
             return self._cpu_alarm(params.get("resource"))
         raise AssertionError(action)
 
-    def _verbose(self, lvl: object):
-        from vfd.daemon.manager import Reply
+    def _verbose(self, lvl: object) -> Reply:
         if not isinstance(lvl, int) or isinstance(lvl, bool) or lvl < 0:
             return Reply(False, [f"verbose level must be a whole number >= 0, got {lvl!r}"])
         self.level = level_for(lvl)
         log.setLevel(self.level)
         return Reply(True, [f"verbose level changed to: {lvl}"])
 
-    def _cpu_alarm(self, value: object):
-        from vfd.daemon.manager import Reply
+    def _cpu_alarm(self, value: object) -> Reply:
         text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
         try:
             frac = float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import NicBackend, NicEvent
@@ -173,8 +173,7 @@ class VFManager:
                 raise RequestError(f"cannot write the live config: {exc.strerror}") from None
             self.store.consume(path)
         except VfdError as exc:
-            if not isinstance(exc, RequestError) or path.exists():
-                self._mark_error(path)
+            self._mark_error(path)   # the original's convention: a refused drop file becomes .error
             log.info("add %s refused: %s", port_id, exc)
             return _err(f"unable to add vf: {port_id}: {exc}")
         vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
@@ -473,7 +472,6 @@ class VFManager:
             backend = self.backends[pf.backend]
             for vfid, vf in pf.vfs.items():
                 if vf.program.mirror:
-                    from dataclasses import replace
                     try:
                         backend.apply_vf(pf.id, vfid, replace(vf.program, mirror=None), vf.program)
                     except VfdError as exc:

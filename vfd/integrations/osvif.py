@@ -29,9 +29,7 @@ import json
 import logging
 import os
 import re
-import select
 import threading
-import time
 from dataclasses import dataclass
 
 from oslo_config import cfg
@@ -44,7 +42,6 @@ from os_vif.objects import vif as osv_vif
 
 from vfd import iplex
 from vfd.integrations.neutron_profile import ProfileError, vf_config
-from vfd.protocol import EOM, PIPE_BUF, decode_response, encode_request
 from vfd.store import atomic_write
 
 LOG = logging.getLogger(__name__)
@@ -132,69 +129,13 @@ def _attr(obj, name: str):
 
 # ---- the daemon, seen through its FIFO ---------------------------------------------------------------
 def request(fifo: str, action: str, timeout: float, **params) -> dict:
-    """One request/reply with the daemon: `vfd.iplex.request`, in this process.
+    """One request/reply with the daemon, in this process (no iplex process per call).
 
-    vfd.iplex waits for the reply with `select.poll`, which eventlet's monkey patching removes
-    from the `select` module (nova-compute runs patched). There, the same exchange is made here
-    with `select.select`, which eventlet makes green: other green threads run while vfd answers.
+    `vfd.iplex.request` waits with select.select, which eventlet makes green, so this also works
+    inside a monkey-patched nova-compute. The thread id in the reply FIFO's name keeps concurrent
+    callers of one process apart.
     """
-    if hasattr(select, "poll"):
-        return iplex.request(fifo, action, timeout, **params)
-    return _request_green(fifo, action, timeout, **params)
-
-
-def _request_green(fifo: str, action: str, timeout: float, **params) -> dict:
-    r_fifo = f"{fifo}_IPLEX.{os.getpid()}"       # next to the request FIFO, as the daemon requires
-    try:
-        os.unlink(r_fifo)
-    except FileNotFoundError:
-        pass
-    try:
-        os.mkfifo(r_fifo, 0o600)
-    except OSError as exc:
-        raise iplex.ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
-    try:
-        rfd = os.open(r_fifo, os.O_RDWR | os.O_NONBLOCK)
-        try:
-            payload = encode_request(action, r_fifo, **params)
-            if len(payload) > PIPE_BUF:
-                raise iplex.ClientError(f"request is {len(payload)} bytes; at most {PIPE_BUF} can be sent atomically")
-            try:
-                wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except FileNotFoundError:
-                raise iplex.ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)") from None
-            except OSError as exc:
-                reason = "no daemon is reading it (is vfd running?)" if exc.errno == 6 else exc.strerror
-                raise iplex.ClientError(f"cannot open vfd request fifo {fifo}: {reason}") from None
-            try:
-                os.write(wfd, payload)
-            except BlockingIOError:
-                raise iplex.ClientError(f"vfd request fifo {fifo} is full (daemon busy or hung)") from None
-            finally:
-                os.close(wfd)
-            deadline = time.monotonic() + timeout
-            chunks = b""
-            while not chunks.rstrip().endswith(EOM.encode()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise iplex.ClientError(f"no reply from vfd within {timeout:g}s")
-                readable, _, _ = select.select([rfd], [], [], left)
-                if readable:
-                    try:
-                        chunks += os.read(rfd, 65536)
-                    except BlockingIOError:
-                        pass
-        finally:
-            os.close(rfd)
-    finally:
-        try:
-            os.unlink(r_fifo)
-        except FileNotFoundError:
-            pass
-    try:
-        return decode_response(chunks.decode())
-    except UnicodeDecodeError:
-        raise iplex.ClientError("reply from vfd is not UTF-8") from None
+    return iplex.request(fifo, action, timeout, reply_tag=str(threading.get_ident()), **params)
 
 
 @dataclass(frozen=True)
