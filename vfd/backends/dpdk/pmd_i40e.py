@@ -1,0 +1,128 @@
+"""i40e (Intel X710 / XL710 "Fortville", DPDK driver net_i40e): the original's vfd_i40e.c on the 22.11 API.
+
+What 22.11 reaches (rte_pmd_i40e.h): VLAN filter, default MAC, allow-list add, VLAN and MAC anti-spoof,
+strip and insert, broadcast / multicast-promiscuous / unicast-promiscuous per VF, TX max bandwidth
+(multiples of 50 Mb/s; the original had no rate on i40e), TX loopback, VF counters, VF ping, the mailbox.
+
+Allow-list removal: rte_pmd_i40e_remove_vf_mac_addr is declared in the 22.11 header but not exported by
+librte_net_i40e.so.23, and ethdev's generic mac_addr_remove works on the PF's own VSI, not the VF's.  What
+22.11 does offer: rte_pmd_i40e_set_vf_mac_addr "will remove all existing MAC filters" of the VF.  So when an
+allow-list MAC must go (update or delete) or the default changes, this adapter sets the default (wiping the
+VF's MAC filters) and adds back the default and every remaining allow-list MAC.  Side effect: filters the
+guest added itself (multicast addresses) are wiped too until the guest re-adds them; plain re-applies (link
+up, refresh after reset) do not wipe.
+
+Not reached: mirroring, an untagged-frame receive gate (rte_pmd_i40e_set_vf_vlan_tag selects which frames
+the VF may *send*; the original left it commented out), link state, guaranteed rate, the PF spoof counter
+other than the sum of VF TX errors (what the original showed), a queue probe other than the
+ENABLE/DISABLE_QUEUES messages.
+"""
+
+from __future__ import annotations
+
+from vfd.capabilities import Feature as F
+from vfd.policy import mailbox as mbx
+
+from . import ffi as real_ffi
+from .backend import PmdAdapter, narrowed_profile
+
+RATE_GRANULARITY = 50   # I40E_QOS_BW_GRANULARITY: rte_pmd_i40e_set_vf_max_bw refuses other values
+
+PROFILE = narrowed_profile("i40e", "net_i40e", {
+    F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.STRIP_INSERT_SPLIT, F.MAC_ALLOWLIST, F.MAC_ANTI_SPOOF,
+    F.VLAN_ANTI_SPOOF, F.BCAST_GATE, F.MCAST_GATE, F.UUCAST_GATE, F.MAX_RATE, F.LOOPBACK, F.VF_STATS, F.MAILBOX,
+}, fixed={"allow_untagged": False})
+
+
+def rate_to_bw(max_rate: int) -> int:
+    """Mb/s -> the nearest multiple of 50 (at least 50 when a limit is asked for)."""
+    if max_rate <= 0:
+        return 0
+    return max(RATE_GRANULARITY, int(round(max_rate / RATE_GRANULARITY)) * RATE_GRANULARITY)
+
+
+class I40eAdapter(PmdAdapter):
+    family = "i40e"
+    driver = "net_i40e"
+    profile = PROFILE
+
+    def set_loopback(self, on: bool) -> None:
+        self.call("enable_loopback", None, "i40e_set_tx_loopback", self.port, bool(on))
+
+    def ping_vfs(self, vfids: list[int]) -> None:
+        for vf in vfids:
+            self.call("ping", vf, "i40e_ping_vfs", self.port, vf)
+
+    def set_vlan_filter(self, vfid, add, remove) -> None:
+        for vlan in remove:
+            self.call("vlans", vfid, "i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, False)
+        for vlan in add:
+            self.call("vlans", vfid, "i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, True)
+
+    def set_macs(self, vfid, default, allow, added, removed, set_default, default_changed=True) -> None:
+        if removed or (set_default and default_changed):
+            # set_vf_mac_addr wipes every MAC filter of the VF: add back the default and the whole allow-list
+            if default:
+                self.call("mac", vfid, "i40e_set_vf_mac_addr", self.port, vfid, default)
+            for mac in reversed(allow):
+                self.call("macs", vfid, "i40e_add_vf_mac_addr", self.port, vfid, mac)
+            if default:
+                self.call("mac", vfid, "i40e_add_vf_mac_addr", self.port, vfid, default)
+            return
+        for mac in reversed(added):
+            self.call("macs", vfid, "i40e_add_vf_mac_addr", self.port, vfid, mac)
+        if set_default and default:     # unchanged default on a full re-apply: make sure its filter is there
+            self.call("mac", vfid, "i40e_add_vf_mac_addr", self.port, vfid, default)
+
+    def set_rates(self, vfid, max_rate, min_rate) -> None:
+        if min_rate:
+            self.unsupported("min_rate", vfid, "guaranteed VF TX rate")
+        self.call("max_rate", vfid, "i40e_set_vf_max_bw", self.port, vfid, rate_to_bw(max_rate))
+
+    def set_anti_spoof(self, vfid, vlan=None, mac=None) -> None:
+        if vlan is not None:
+            self.call("vlan_anti_spoof", vfid, "i40e_set_vf_vlan_anti_spoof", self.port, vfid, vlan)
+        if mac is not None:
+            self.call("mac_anti_spoof", vfid, "i40e_set_vf_mac_anti_spoof", self.port, vfid, mac)
+
+    def set_strip_insert(self, vfid, strip=None, insert=None) -> None:
+        if strip is not None:
+            self.call("strip", vfid, "i40e_set_vf_vlan_stripq", self.port, vfid, strip)
+        if insert is not None:
+            self.call("insert", vfid, "i40e_set_vf_vlan_insert", self.port, vfid, insert)
+
+    def set_rxmode(self, vfid, bcast=None, mcast=None, uucast=None, untagged=None, insert=0) -> None:
+        if bcast is not None:
+            self.call("bcast", vfid, "i40e_set_vf_broadcast", self.port, vfid, bcast)
+        if mcast is not None:
+            self.call("mcast", vfid, "i40e_set_vf_multicast_promisc", self.port, vfid, mcast)
+        if uucast is not None:
+            self.call("uucast", vfid, "i40e_set_vf_unicast_promisc", self.port, vfid, uucast)
+        if untagged:
+            self.unsupported("allow_untagged", vfid, "untagged-frame receive gate")
+
+    def queue_ready(self, vfid, rec):
+        return rec.queues_ready
+
+    def vf_stats(self, vfid):
+        s = self.call("vf_stats", vfid, "i40e_get_vf_stats", self.port, vfid)
+        return {"rx_pkts": s["ipackets"], "rx_bytes": s["ibytes"], "rx_errors": s["ierrors"], "rx_dropped": 0,
+                "tx_pkts": s["opackets"], "tx_bytes": s["obytes"], "tx_errors": s["oerrors"], "spoofed": 0}
+
+    def spoof_count(self, vfids):
+        """The original's i40e Spoofed column: the sum of the VFs' TX errors."""
+        return sum(self.call("vf_stats", vf, "i40e_get_vf_stats", self.port, vf)["oerrors"] for vf in vfids)
+
+    def decode_mbox(self, ret_param):
+        p = real_ffi.i40e_mb_param(ret_param)
+        data = real_ffi.msg_bytes(p.msg, p.msglen)
+        return int(p.vfid), int(p.msg_type), mbx.decode_i40e(int(p.msg_type), data), p.msg, int(p.msglen)
+
+    def _set_retval(self, ret_param, verdict) -> None:
+        real_ffi.i40e_mb_param(ret_param).retval = verdict
+
+    def msg_name(self, msg_type: int) -> str:
+        return real_ffi.VIRTCHNL_OP_NAMES.get(msg_type, str(msg_type))
+
+
+ADAPTER = I40eAdapter
