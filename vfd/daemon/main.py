@@ -249,12 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.foreground:
         daemonise(main_cfg.pid_fname)
     setup_logging(main_cfg.log_dir, main_cfg.log_keep, main_cfg.init_log_level)
+    daemon = None
     try:
         daemon = Daemon(main_cfg, args.config, args)
         daemon.start()
     except (VfdError, OSError) as exc:
         log.critical("CRI: start-up failed: %s", exc)
         print(f"vfd: start-up failed: {exc}", file=sys.stderr)
+        if daemon is not None:
+            daemon.manager.close()      # PFs opened before the failure are released (DPDK: EAL cleaned up)
         return 1
     try:
         return asyncio.run(daemon.run())

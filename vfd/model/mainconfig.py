@@ -142,6 +142,7 @@ class MainConfig(StrictModel):
     cpu_alarm: Annotated[float, BeforeValidator(_cpu_alarm), Field(ge=0.05, allow_inf_nan=False)] = 0.10
     cpu_alarm_type: str = "WRN:"
     backend: Backend = "sim"
+    dpdk_file_prefix: str = Field(default="vfd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     sim_state_dir: str = "/var/lib/vfd/sim"
     reconcile_interval: float = Field(default=10.0, gt=0)
     callback_timeout: float = Field(default=30.0, gt=0)

@@ -525,7 +525,7 @@ class DpdkBackend(NicBackend):
     def __init__(self, main: MainConfig, ffi=None):
         super().__init__(main)
         self.ffi = ffi if ffi is not None else real_ffi
-        self.prefix = os.environ.get(PREFIX_ENV) or DEFAULT_FILE_PREFIX
+        self.prefix = os.environ.get(PREFIX_ENV) or main.dpdk_file_prefix
         self.pf_ids = [pf.id for pf in main.pciids if main.backend_of(pf) == "dpdk"]
         self.ports: dict[str, PortState] = {}
         self.lock = threading.RLock()
