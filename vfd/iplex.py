@@ -47,36 +47,47 @@ def find_config(path: str | None) -> dict:
     return {}
 
 
+def _common_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options accepted before or after the command (`iplex add vm1 --loglevel=2`, as the original)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--conf", default=d(None),
+                   help="vfd main config (default: $VFD_CONF, /etc/vfd/vfd.cfg, /var/lib/vfd/etc/vfd.cfg)")
+    p.add_argument("--loglevel", type=int, default=d(0), help="daemon log level for this request (default 0)")
+    p.add_argument("--json", action="store_true", default=d(False), help="print the daemon's raw JSON response")
+    p.add_argument("--timeout", type=float, default=d(30.0), help="seconds to wait for the reply (default 30)")
+    p.add_argument("--rid", default=d(None), help="request id echoed by the daemon (vfd_rid)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iplex", description="Control vfd, the Virtual Function Daemon.")
-    p.add_argument("--conf", help="vfd main config (default: $VFD_CONF, /etc/vfd/vfd.cfg, /var/lib/vfd/etc/vfd.cfg)")
-    p.add_argument("--loglevel", type=int, default=0, help="daemon log level for this request (default 0)")
-    p.add_argument("--json", action="store_true", help="print the daemon's raw JSON response")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
-    p.add_argument("--rid", help="request id echoed by the daemon (vfd_rid)")
+    p = argparse.ArgumentParser(prog="iplex", description="Control vfd, the Virtual Function Daemon.",
+                                epilog="Exit status: 0 OK, 1 error reported by vfd or no answer, 2 usage error.")
+    _common_options(p, suppress=False)
     p.add_argument("--version", action="version", version=f"iplex 1.3 (vfd {__version__})")
     sub = p.add_subparsers(dest="command", metavar="command")
     sub.required = True
+
+    def cmd(name: str, text: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=text, description=text)
+        _common_options(s, suppress=True)
+        return s
+
     for name, text in (("add", "admit <port-id>.json from config_dir and program its VF"),
                        ("update", "replace a live VF's config in place with <port-id>.json from config_dir"),
                        ("delete", "remove a live VF config and clear its VF"),
                        ("status", "show a live VF's desired settings next to what the NIC reports")):
-        s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("port_id", metavar="port-id")
-    s = sub.add_parser("export", help="print a live VF config")
-    s.add_argument("config_id", metavar="config-id")
-    s = sub.add_parser("show", help="counters: all, pfs, extended, mirror, pci (VF PCI addresses), a PF number or PF id")
-    s.add_argument("what", nargs="?", default="all")
-    s = sub.add_parser("mirror", help="set a VF's mirror: <pf> <vf> in|out|all|off [<target>]")
+        cmd(name, text).add_argument("port_id", metavar="port-id")
+    cmd("export", "print a live VF config").add_argument("config_id", metavar="config-id")
+    cmd("show", "counters: all, pfs, extended, mirror, pci (VF PCI addresses), a PF number or PF id") \
+        .add_argument("what", nargs="?", default="all")
+    s = cmd("mirror", "set a VF's mirror: <pf> <vf> in|out|all|off [<target>]")
     s.add_argument("pf")
     s.add_argument("vf")
     s.add_argument("dir", choices=("in", "out", "all", "both", "on", "off"))
     s.add_argument("target", nargs="?")
-    s = sub.add_parser("cpu_alarm", help="set the daemon's CPU alarm threshold, e.g. 30%%")
-    s.add_argument("pctg")
-    sub.add_parser("verbose", help="set the daemon's log level to --loglevel")
-    sub.add_parser("ping", help="check that the daemon answers")
-    sub.add_parser("dump", help="write the daemon's state to its log")
+    cmd("cpu_alarm", "set the daemon's CPU alarm threshold, e.g. 30%%").add_argument("pctg")
+    cmd("verbose", "set the daemon's log level to --loglevel")
+    cmd("ping", "check that the daemon answers")
+    cmd("dump", "write the daemon's state to its log")
     return p
 
 

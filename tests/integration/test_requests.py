@@ -107,3 +107,12 @@ def test_reply_fifo_never_read_does_not_block(vfd):
     os.write(fd, json.dumps({"action": "show", "params": {"r_fifo": str(ghost), "resource": "all"}}).encode())
     os.close(fd)
     assert vfd.iplex("ping", timeout=10).returncode == 0
+
+
+def test_options_before_or_after_the_command(vfd):
+    """The original's usage puts --loglevel after the command: `iplex add <id> --loglevel=<n>`."""
+    assert "verbose level changed to: 2" in vfd.iplex("verbose", "--loglevel=2").stdout
+    vfd.drop("vm1", vf_config(PF, 1))
+    r = vfd.iplex("add", "vm1", "--loglevel=1", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "OK"
+    assert vfd.iplex("--loglevel", "1", "status", "vm1").returncode == 0
