@@ -161,3 +161,13 @@ def test_refusal_leaves_indexes_unchanged():
     before = (dict(pf.mac_owner), dict(pf.vlan_refs), pf.mac_total, pf.min_rate_sum)
     refused("mac_unique", cfg(vfid=1, macs=["02:00:00:00:00:01"], vlans=[6]), pf)
     assert before == (dict(pf.mac_owner), dict(pf.vlan_refs), pf.mac_total, pf.min_rate_sum)
+
+
+def test_mac_unique_also_against_guest_registered_macs():
+    """A MAC a guest registered through the mailbox (dpdk backend) is not given to another VF's config."""
+    pf = pf_state()
+    guests = {"02:00:00:00:00:07": 3}
+    with pytest.raises(AdmissionError) as ei:
+        admit(cfg(vfid=1, macs=["02:00:00:00:00:07"]), pf, guest_macs=guests)
+    assert ei.value.rule == "mac_unique" and "registered by the guest on VF 3" in str(ei.value)
+    admit(cfg(vfid=3, macs=["02:00:00:00:00:07"]), pf, guest_macs=guests)   # the guest's own VF may

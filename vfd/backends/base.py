@@ -84,6 +84,10 @@ class NicBackend(abc.ABC):
     def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
         return None
 
+    def guest_macs(self, pf_id: str) -> dict[str, int]:
+        """MACs guests registered themselves (VF mailbox), by VF: admission keeps configs off them."""
+        return {}
+
     def flush(self) -> None:
         """Make the programmed state visible/durable (the sim writes its state file here)."""
 

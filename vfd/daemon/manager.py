@@ -164,7 +164,7 @@ class VFManager:
             rf = self.store.read(path, port_id)
             cfg = parse_vf_config(rf.data, path.name)
             pf = self.pfs.get(cfg.pciid)
-            program = admit(cfg, pf)
+            program = admit(cfg, pf, guest_macs=self._guest_macs(pf))
             self._program_new(pf, cfg.vfid, program)
             try:
                 self.store.write_live(port_id, rf.data, rf.owner_uid)
@@ -203,7 +203,7 @@ class VFManager:
             raise RequestError(f"name in config did not match name given when VF was added: expected "
                                f"{old.config.name!r}, found {cfg.name!r}")
         pf = self.pfs.get(cfg.pciid)
-        program = admit(cfg, pf, replacing=old)
+        program = admit(cfg, pf, replacing=old, guest_macs=self._guest_macs(pf))
         old_pf = self.pfs[old.pf_id]
         same_vf = pf is old_pf and cfg.vfid == old.vfid
         if same_vf:
@@ -264,6 +264,9 @@ class VFManager:
         self.apply_errors.pop((pf.id, vf.vfid), None)
         log.info("vf deleted: %s from PF %s VF %d", port_id, pf.id, vf.vfid)
         return _ok(f"vf deleted successfully: {port_id}")
+
+    def _guest_macs(self, pf: PFState | None) -> dict[str, int]:
+        return self.backends[pf.backend].guest_macs(pf.id) if pf is not None else {}
 
     # ---- NIC programming with rollback ------------------------------------------------------
     def _program_new(self, pf: PFState, vfid: int, program: VFProgram) -> None:

@@ -25,6 +25,7 @@ class Request:
     cfg: VFConfig
     pf: PFState | None
     replacing: LiveVF | None = None   # the live VF an update replaces (excluded from counts)
+    guest_macs: dict[str, int] | None = None   # MACs guests registered through the mailbox, by VF
     program: VFProgram | None = None
 
     def others_own(self, vfid: int) -> bool:
@@ -110,6 +111,10 @@ def _mac_unique(req: Request) -> None:
         owner = req.pf.mac_owner.get(mac)
         if owner is not None and req.others_own(owner):
             raise AdmissionError("mac_unique", "macs", mac, f"MAC {mac} is already used by VF {owner} on PF {req.pf.id}")
+        guest = (req.guest_macs or {}).get(mac)
+        if guest is not None and guest != req.cfg.vfid and req.others_own(guest):
+            raise AdmissionError("mac_unique", "macs", mac,
+                                 f"MAC {mac} was registered by the guest on VF {guest} of PF {req.pf.id}")
 
 
 @rule("pf_mac_table")
@@ -165,9 +170,10 @@ def _mirror(req: Request) -> None:
                              f"the mirror target must be another VF of PF {req.pf.id}, 0..{n - 1}")
 
 
-def admit(cfg: VFConfig, pf: PFState | None, replacing: LiveVF | None = None) -> VFProgram:
+def admit(cfg: VFConfig, pf: PFState | None, replacing: LiveVF | None = None,
+          guest_macs: dict[str, int] | None = None) -> VFProgram:
     """Run every rule in order; return the VF's program or raise the first refusal."""
-    req = Request(cfg=cfg, pf=pf, replacing=replacing)
+    req = Request(cfg=cfg, pf=pf, replacing=replacing, guest_macs=guest_macs)
     for _, fn in RULES:
         fn(req)
     assert req.program is not None

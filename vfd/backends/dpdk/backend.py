@@ -870,6 +870,17 @@ class DpdkBackend(NicBackend):
             st.adapter._set_retval(ret_param, mbx.NOOP_NACK)
         return 0
 
+    def guest_macs(self, pf_id: str) -> dict[str, int]:
+        st = self.ports.get(pf_id)
+        out: dict[str, int] = {}
+        if st is None:
+            return out
+        with self.lock:
+            for vfid, rec in st.vfs.items():
+                for mac in ([rec.guest_mac] if rec.guest_mac else []) + list(rec.guest_macs):
+                    out.setdefault(mac, vfid)
+        return out
+
     def vf_view(self, st: PortState, vfid: int) -> mbx.VFView:
         rec = st.vfs.get(vfid)
         owners: dict[str, int] = {}
