@@ -1,0 +1,814 @@
+"""Unit tests of the kernel backend with the pyroute2 boundary faked (no guest, no root).
+
+The fake is the kernel's side of the rtnetlink socket (`FakeRtnl`: bytes in, bytes out) over a PF
+whose VFs behave as a driver's do (netdevsim-like: store and echo every setting; ops applied in
+the kernel's order, stopping at the first error). The backend's messages are built by pyroute2 and
+decoded here with pyroute2's `ifinfmsg`, so the wire format is real, including the kernel's
+`nla_len >= 16` check on IFLA_VF_VLAN_INFO; answers are encoded with `ifinfmsg` and decoded by
+the backend's own fast decoder. sysfs is a fake tree in tmp_path. The same backend against a
+real kernel: tests/kernel/guest/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import errno
+import json
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.requests.link import LinkIPRouteFilter
+
+from vfd.backends.base import NicEvent
+from vfd.backends.kernel import KernelBackend
+from vfd.backends.kernel import netlink as nl
+from vfd.backends.kernel.profiles import DRIVERS, kernel_profile
+from vfd.capabilities import Feature
+from vfd.errors import AdmissionError, BackendError, CapabilityError
+from vfd.model.mainconfig import MainConfig, PFConfig
+from vfd.model.vfconfig import VFConfig
+from vfd.program import build_program
+
+PCI = "0000:07:00.0"
+IFNAME = "enp7s0f0"
+IFINDEX = 7
+
+# Attribute names in the order the kernel applies them (net/core/rtnetlink.c do_setvfinfo).
+KERNEL_ORDER = ["IFLA_VF_MAC", "IFLA_VF_VLAN", "IFLA_VF_VLAN_LIST", "IFLA_VF_TX_RATE", "IFLA_VF_RATE",
+                "IFLA_VF_SPOOFCHK", "IFLA_VF_LINK_STATE", "IFLA_VF_RSS_QUERY_EN", "IFLA_VF_TRUST"]
+OP_OF = {"IFLA_VF_MAC": "mac", "IFLA_VF_VLAN": "vlan", "IFLA_VF_VLAN_LIST": "vlan", "IFLA_VF_RATE": "rate",
+         "IFLA_VF_TX_RATE": "rate", "IFLA_VF_SPOOFCHK": "spoofchk", "IFLA_VF_LINK_STATE": "link_state",
+         "IFLA_VF_TRUST": "trust", "IFLA_VF_RSS_QUERY_EN": "rss"}
+
+
+def fresh_vf(spoofchk=False) -> dict:
+    return {"mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0, "proto": 0, "spoofchk": spoofchk, "trust": False,
+            "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
+
+
+def nla_walk(data: bytes, off: int, end: int):
+    while off + 4 <= end:
+        length, typ = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            return
+        yield typ & 0x3FFF, off + 4, off + length
+        off += (length + 3) & ~3
+
+
+def vlan_info_lengths(raw: bytes) -> list[int]:
+    """Payload lengths of every IFLA_VF_VLAN_INFO in an encoded RTM_SETLINK (what the kernel checks)."""
+    out = []
+    for t, s, e in nla_walk(raw, 32, len(raw)):
+        if t == 22:                                      # IFLA_VFINFO_LIST
+            for t2, s2, e2 in nla_walk(raw, s, e):       # IFLA_VF_INFO
+                for t3, s3, e3 in nla_walk(raw, s2, e2):
+                    if t3 == 12:                         # IFLA_VF_VLAN_LIST
+                        out += [e4 - s4 for t4, s4, e4 in nla_walk(raw, s3, e3) if t4 == 1]
+    return out
+
+
+class FakeNIC:
+    """The PF's driver: VF registers, per-op faults, a log of every message."""
+
+    def __init__(self, sysdev: Path, spoofchk_default=False):
+        self.sysdev = sysdev
+        self.vfs: dict[int, dict] = {}
+        self.spoofchk_default = spoofchk_default
+        self.fail: dict[str, int] = {}        # op -> errno the driver answers
+        self.ignore: set[str] = set()         # ops the driver accepts and silently drops
+        self.messages: list[list[str]] = []   # per message: the IFLA_VF_* attributes, in wire order
+        self.specs: list[dict] = []           # per message: its content, in pyroute2's vf= spec shape
+        self.mtu = 1500
+        self.stats = {"rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000, "tx_bytes": 2000, "rx_errors": 1,
+                      "tx_errors": 2, "rx_dropped": 3, "tx_dropped": 4}
+        self.vf_counters: dict[int, dict] = {}
+        self.flags = 0x10043                   # UP, BROADCAST, RUNNING, LOWER_UP
+        self.gets = 0
+
+    def num(self) -> int:
+        n = int((self.sysdev / "sriov_numvfs").read_text().strip() or 0)
+        for i in range(n):                     # VFs appear as the driver creates them
+            self.vfs.setdefault(i, fresh_vf(self.spoofchk_default))
+            link = self.sysdev / f"virtfn{i}"
+            if not link.is_symlink():
+                link.symlink_to(f"../0000:07:10.{i}")
+        for i in [i for i in self.vfs if i >= n]:
+            del self.vfs[i]
+            (self.sysdev / f"virtfn{i}").unlink(missing_ok=True)
+        return n
+
+    def get_msg(self, ext_mask: int):
+        self.gets += 1
+        n = self.num()
+        infos = []
+        for i in range(n):
+            v = self.vfs[i]
+            attrs = [("IFLA_VF_MAC", {"vf": i, "mac": v["mac"]}),
+                     ("IFLA_VF_VLAN", {"vf": i, "vlan": v["vlan"], "qos": v["qos"]}),
+                     ("IFLA_VF_RATE", {"vf": i, "min_tx_rate": v["min_tx_rate"], "max_tx_rate": v["max_tx_rate"]}),
+                     ("IFLA_VF_TX_RATE", {"vf": i, "tx_rate": v["max_tx_rate"]}),
+                     ("IFLA_VF_SPOOFCHK", {"vf": i, "spoofchk": int(v["spoofchk"])}),
+                     ("IFLA_VF_LINK_STATE", {"vf": i, "link_state": v["link_state"]}),
+                     ("IFLA_VF_TRUST", {"vf": i, "trust": int(v["trust"])}),
+                     ("IFLA_VF_VLAN_LIST", {"attrs": [("IFLA_VF_VLAN_INFO", {"vf": i, "vlan": v["vlan"], "qos": v["qos"],
+                                                                             "proto": v["proto"]})]})]
+            if not ext_mask & nl.RTEXT_FILTER_SKIP_STATS:
+                c = self.vf_counters.get(i, {})
+                attrs.append(("IFLA_VF_STATS", {"attrs": [(f"IFLA_VF_STATS_{k.upper()}", c.get(k, 0)) for k in (
+                    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "broadcast", "multicast",
+                    "rx_dropped", "tx_dropped")]}))
+            infos.append(("IFLA_VF_INFO", {"attrs": attrs}))
+        m = ifinfmsg()
+        m["index"], m["flags"], m["ifi_type"] = IFINDEX, self.flags, 1
+        m["attrs"] = [("IFLA_IFNAME", IFNAME), ("IFLA_NUM_VF", n), ("IFLA_STATS64", self.stats)]
+        if ext_mask & nl.RTEXT_FILTER_VF:
+            m["attrs"].append(("IFLA_VFINFO_LIST", {"attrs": infos}))
+        m.encode()
+        out = ifinfmsg(m.data)
+        out.decode()
+        return out
+
+    def apply_setlink(self, raw: bytes) -> None:
+        """What the kernel does with an RTM_NEWLINK/SETLINK carrying IFLA_VFINFO_LIST (do_setvfinfo)."""
+        d = ifinfmsg(raw)
+        d.decode()
+        assert d["index"] == IFINDEX
+        if d.get("IFLA_MTU") is not None:
+            self.mtu = d.get("IFLA_MTU")
+        vflist = d.get("IFLA_VFINFO_LIST")
+        if vflist is None:
+            return
+        if any(n < 16 for n in vlan_info_lengths(raw)):
+            raise NetlinkError(errno.EINVAL)              # the kernel's sizeof(ifla_vf_vlan_info) check
+        for vi in vflist.get_attrs("IFLA_VF_INFO"):
+            names = [name for name, _ in vi["attrs"]]
+            self.messages.append(names)
+            self.specs.append(spec_of(vi))
+            for name in KERNEL_ORDER:
+                a = vi.get(name)
+                if a is None:
+                    continue
+                op = OP_OF[name]
+                vfid = a.get_attrs("IFLA_VF_VLAN_INFO")[0]["vf"] if name == "IFLA_VF_VLAN_LIST" else a["vf"]
+                if vfid >= self.num():
+                    raise NetlinkError(errno.EINVAL)
+                if op in self.fail:
+                    raise NetlinkError(self.fail[op])
+                if op in self.ignore:
+                    continue
+                v = self.vfs[vfid]
+                if name == "IFLA_VF_MAC":
+                    v["mac"] = a["mac"]
+                elif name == "IFLA_VF_VLAN":
+                    v.update(vlan=a["vlan"], qos=a["qos"], proto=0x8100)
+                elif name == "IFLA_VF_VLAN_LIST":
+                    info = a.get_attrs("IFLA_VF_VLAN_INFO")[0]
+                    v.update(vlan=info["vlan"], qos=info["qos"], proto=info["proto"])
+                elif name == "IFLA_VF_RATE":
+                    v.update(min_tx_rate=a["min_tx_rate"], max_tx_rate=a["max_tx_rate"])
+                elif name == "IFLA_VF_SPOOFCHK":
+                    v["spoofchk"] = bool(a["spoofchk"])
+                elif name == "IFLA_VF_LINK_STATE":
+                    v["link_state"] = a["link_state"]
+                elif name == "IFLA_VF_TRUST":
+                    v["trust"] = bool(a["trust"])
+
+
+def spec_of(vi) -> dict:
+    """One decoded IFLA_VF_INFO back in the shape of pyroute2's `vf=` spec (what the backend asked for)."""
+    out: dict = {}
+    for name, a in vi["attrs"]:
+        if name == "IFLA_VF_VLAN_LIST":
+            infos = a.get_attrs("IFLA_VF_VLAN_INFO")
+            out["vf"] = infos[0]["vf"]
+            out["vlan"] = [{"vlan": i["vlan"], "qos": i["qos"], "proto": i["proto"]} for i in infos]
+            continue
+        out["vf"] = a["vf"]
+        if name == "IFLA_VF_MAC":
+            out["mac"] = a["mac"]
+        elif name == "IFLA_VF_VLAN":
+            out["vlan"] = {"vlan": a["vlan"], "qos": a["qos"]}
+        elif name == "IFLA_VF_RATE":
+            out["rate"] = {"min_tx_rate": a["min_tx_rate"], "max_tx_rate": a["max_tx_rate"]}
+        else:
+            key = name[len("IFLA_VF_"):].lower()
+            out[key] = a[key]
+    return out
+
+
+class FakeRtnl(nl.Rtnl):
+    """The kernel's end of the backend's rtnetlink socket: request bytes in, answer bytes out."""
+
+    def __init__(self, nic: FakeNIC):
+        self.nic = nic
+        self.seq = 100
+        self.lock = threading.Lock()
+        self.requests: list[bytes] = []
+
+    def _roundtrip(self, request: bytes, seq: int) -> bytes:
+        self.requests.append(request)
+        length, mtype, flags, rseq, _ = struct.unpack_from("=IHHII", request, 0)
+        assert rseq == seq and flags & 1
+        if mtype == nl.RTM_GETLINK:
+            ifindex = struct.unpack_from("=i", request, 20)[0]
+            mask = struct.unpack_from("=I", request, 36)[0]          # the IFLA_EXT_MASK attribute
+            assert struct.unpack_from("=HH", request, 32) == (8, nl.IFLA_EXT_MASK)
+            if ifindex != IFINDEX:
+                return self._error(seq, errno.ENODEV)
+            m = self.nic.get_msg(mask)
+            data = bytearray(m.data)
+            struct.pack_into("=I", data, 8, seq)
+            return bytes(data)
+        assert mtype == nl.RTM_NEWLINK and flags & 4                  # a request with an ACK, as IPRoute sends
+        try:
+            self.nic.apply_setlink(request)
+        except NetlinkError as exc:
+            return self._error(seq, exc.code)
+        return self._error(seq, 0)
+
+    @staticmethod
+    def _error(seq: int, code: int) -> bytes:
+        return struct.pack("=IHHIIi", 36, nl.NLMSG_ERROR, 0, seq, 0, -code) + b"\0" * 16
+
+    def close(self):
+        pass
+
+
+def make_sysfs(root: Path, driver="ixgbe", numvfs=0, totalvfs=8, speed="10000") -> Path:
+    dev = root / "devices" / "pci0000:00" / PCI
+    (dev / "net" / IFNAME).mkdir(parents=True)
+    (dev / "sriov_numvfs").write_text(f"{numvfs}\n")
+    if totalvfs is not None:
+        (dev / "sriov_totalvfs").write_text(f"{totalvfs}\n")
+    (dev / "config").write_bytes(b"\0" * 64)
+    drv = root / "bus" / "pci" / "drivers" / driver
+    drv.mkdir(parents=True)
+    (dev / "driver").symlink_to(drv)
+    (root / "bus" / "pci" / "devices").mkdir(parents=True)
+    (root / "bus" / "pci" / "devices" / PCI).symlink_to(dev)
+    net = root / "class" / "net" / IFNAME
+    net.mkdir(parents=True)
+    (net / "device").symlink_to(dev)
+    (net / "ifindex").write_text(f"{IFINDEX}\n")
+    (net / "mtu").write_text("1500\n")
+    (net / "speed").write_text(f"{speed}\n")
+    (net / "duplex").write_text("full\n")
+    return dev
+
+
+def main_config(tmp_path: Path, **extra) -> MainConfig:
+    return MainConfig.model_validate({"config_dir": str(tmp_path / "config"), "backend": "kernel",
+                                      "reconcile_interval": 5, "pciids": [{"id": PCI, "vfs_count": 4}], **extra})
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, driver="ixgbe", numvfs=0, totalvfs=8, vfs_count=4, speed="10000", pf_id=PCI):
+        self.tmp = tmp_path
+        self.sysdev = make_sysfs(tmp_path / "sys", driver, numvfs, totalvfs, speed)
+        self.nic = FakeNIC(self.sysdev, spoofchk_default=DRIVERS.get(driver, DRIVERS["netdevsim"]).spoofchk_default)
+        self.main = main_config(tmp_path)
+        self.numvfs_writes: list[int] = []
+        self.backend = self.make_backend()
+        self.pf = PFConfig(id=pf_id, vfs_count=vfs_count)
+
+    def make_backend(self) -> KernelBackend:
+        b = KernelBackend(self.main, rtnl_factory=lambda: FakeRtnl(self.nic), sysfs_root=str(self.tmp / "sys"))
+        real = b.sysfs.set_numvfs
+
+        def recording(ifname, n):
+            self.numvfs_writes.append(n)
+            real(ifname, n)
+        b.sysfs.set_numvfs = recording
+        return b
+
+    def open(self):
+        return self.backend.open_pf(self.pf)
+
+    def program(self, info, vfid=1, **cfg):
+        data = {"pciid": PCI, "vfid": vfid, "vlans": [100], "strip_stag": True, **cfg}
+        return build_program(VFConfig.model_validate(data), info.profile, "kernel", info.link_speed)
+
+    def originals_file(self) -> dict:
+        return json.loads((Path(self.main.live_dir) / ".kernel" / f"{PCI}.json").read_text())
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.backend.close()
+
+
+# ==================================================================================== PF / VFs ====
+def test_open_by_pci_address_creates_vfs_and_reports_driver_profile(rig):
+    info = rig.open()
+    assert (info.driver, info.vfs_count, info.link_speed) == ("ixgbe", 4, 10000)
+    assert rig.numvfs_writes == [4]
+    assert sorted(rig.nic.vfs) == [0, 1, 2, 3]
+    assert info.profile.driver == "ixgbe" and not info.profile.has(Feature.VLAN_FILTER)
+    assert rig.backend.vf_pci_address(PCI, 2) == "0000:07:10.2"
+
+
+def test_open_by_interface_name(tmp_path):
+    r = Rig(tmp_path, pf_id=IFNAME)
+    try:
+        assert r.open().vfs_count == 4
+        assert r.backend.pfs[IFNAME].pci == PCI
+    finally:
+        r.backend.close()
+
+
+def test_equal_count_is_left_alone_and_a_different_one_goes_through_zero(tmp_path):
+    r = Rig(tmp_path, numvfs=4)
+    r.open()
+    assert r.numvfs_writes == []                    # 4 present, 4 wanted: untouched
+    r.backend.close()
+    r2 = Rig(tmp_path / "b", numvfs=2)
+    r2.open()
+    assert r2.numvfs_writes == [0, 4]               # N -> M through 0 (else EBUSY)
+    r2.backend.close()
+
+
+def test_vfs_count_above_totalvfs_is_refused(tmp_path):
+    r = Rig(tmp_path, totalvfs=2)
+    with pytest.raises(BackendError, match="exceeds sriov_totalvfs 2"):
+        r.open()
+    r.backend.close()
+
+
+def test_unknown_pf_and_loopback_are_refused(tmp_path):
+    r = Rig(tmp_path)
+    with pytest.raises(BackendError, match="no such network interface"):
+        r.backend.open_pf(PFConfig(id="0000:99:00.0", vfs_count=1))
+    with pytest.raises(BackendError, match="loopback"):
+        r.backend.open_pf(PFConfig(id=PCI, vfs_count=1, enable_loopback=True))
+    r.backend.close()
+
+
+def test_speed_falls_back_to_the_configured_speed(tmp_path):
+    r = Rig(tmp_path, speed="-1")
+    r.pf = PFConfig(id=PCI, vfs_count=4, speed=25000)
+    assert r.open().link_speed == 25000
+    r.backend.close()
+
+
+# ============================================================================== message shapes ====
+def test_one_message_per_vf_with_every_attribute(rig):
+    info = rig.open()
+    prog = rig.program(info, macs=["02:00:00:00:00:11"], mac_anti_spoof=True, rate=0.05, allow_un_ucast=True,
+                       link_status="off")
+    rig.backend.apply_vf(PCI, 1, prog, None)
+    assert len(rig.nic.specs) == 1
+    assert rig.nic.specs[0] == {"vf": 1, "mac": "02:00:00:00:00:11",
+                                "vlan": [{"vlan": 100, "qos": 0, "proto": 0x8100}],
+                                "rate": {"min_tx_rate": 0, "max_tx_rate": 500},
+                                "link_state": 2, "trust": 1}          # spoofchk already on (ixgbe default)
+    # one IFLA_VF_INFO; the kernel applies its attributes in its own order whatever the wire order
+    assert sorted(rig.nic.messages[0]) == sorted(["IFLA_VF_MAC", "IFLA_VF_VLAN_LIST", "IFLA_VF_RATE",
+                                                  "IFLA_VF_LINK_STATE", "IFLA_VF_TRUST"])
+    assert rig.nic.vfs[1] == {"mac": "02:00:00:00:00:11", "vlan": 100, "qos": 0, "proto": 0x8100, "spoofchk": True,
+                              "trust": True, "min_tx_rate": 0, "max_tx_rate": 500, "link_state": 2}
+
+
+def test_both_rates_are_always_sent_together(tmp_path):
+    r = Rig(tmp_path, driver="netdevsim", totalvfs=None)
+    info = r.open()
+    r.backend.apply_vf(PCI, 0, r.program(info, vfid=0, rate=0.05, min_rate=0.01), None)
+    p1 = r.program(info, vfid=0, rate=0.08, min_rate=0.01)          # only the max changes
+    r.backend.apply_vf(PCI, 0, p1, None)
+    assert r.nic.specs[-1] == {"vf": 0, "rate": {"min_tx_rate": 100, "max_tx_rate": 800}}
+    p2 = r.program(info, vfid=0, rate=0.08)                          # only the min changes (to 0)
+    r.backend.apply_vf(PCI, 0, p2, p1)
+    assert r.nic.specs[-1] == {"vf": 0, "rate": {"min_tx_rate": 0, "max_tx_rate": 800}}
+    r.backend.close()
+
+
+def test_802_1ad_uses_the_vlan_list_form_padded_to_the_kernels_size(tmp_path):
+    r = Rig(tmp_path, driver="netdevsim", totalvfs=None)
+    info = r.open()
+    r.backend.apply_vf(PCI, 2, r.program(info, vfid=2, vlans=[300], vlan_proto="802.1ad"), None)
+    assert r.nic.specs[-1]["vlan"] == [{"vlan": 300, "qos": 0, "proto": 0x88A8}]
+    assert r.nic.vfs[2]["proto"] == 0x88A8 and r.nic.vfs[2]["vlan"] == 300
+    assert r.backend.read_vf(PCI, 2)["vlan_proto"] == "802.1ad"
+    r.backend.close()
+
+
+def test_vlan_info_is_encoded_with_the_16_bytes_the_kernel_checks():
+    nl.fix_vlan_info_padding()
+    m = ifinfmsg()
+    m["index"] = 1
+    m["attrs"] = [("IFLA_VFINFO_LIST", LinkIPRouteFilter("set").get_vf(
+        {"vf": 0, "vlan": [{"vlan": 5, "qos": 1, "proto": 0x88A8}]}))]
+    m.encode()
+    assert vlan_info_lengths(bytes(m.data)) == [16]
+
+
+def test_the_unpadded_vlan_info_of_pyroute2_is_what_the_kernel_refuses(rig):
+    """Without the fix, pyroute2 0.9.7 sends 14 bytes and a real kernel answers EINVAL (seen in the lab)."""
+    rig.open()
+    ivvi = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+    padded = ivvi.fields
+    ivvi.fields = tuple(f for f in padded if f[0] != "__pad")
+    try:
+        m = ifinfmsg()
+        m["index"] = IFINDEX
+        m["attrs"] = [("IFLA_VFINFO_LIST", LinkIPRouteFilter("set").get_vf(
+            {"vf": 0, "vlan": [{"vlan": 5, "qos": 0, "proto": 0x8100}]}))]
+        m.encode()
+        assert vlan_info_lengths(bytes(m.data)) == [14]
+        with pytest.raises(NetlinkError) as ei:
+            rig.nic.apply_setlink(bytes(m.data))
+        assert ei.value.code == errno.EINVAL
+    finally:
+        ivvi.fields = padded
+
+
+def test_the_callers_dict_is_deep_copied():
+    spec = {"vf": 1, "mac": "02:00:00:00:00:01", "vlan": [{"vlan": 5, "qos": 0, "proto": 0x8100}],
+            "rate": {"min_tx_rate": 0, "max_tx_rate": 7}}
+    keep = copy.deepcopy(spec)
+    probe = copy.deepcopy(spec)
+    LinkIPRouteFilter("set").get_vf(probe)
+    assert "vf" not in probe and "rate" not in probe                # pyroute2 consumes what it is given ...
+    raw = nl.setlink_message(IFINDEX, 1, vf=spec)
+    assert spec == keep                                             # ... but never the backend's own dict
+    d = ifinfmsg(raw)
+    d.decode()
+    assert spec_of(d.get("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO")[0]) == keep
+    assert struct.unpack_from("=IHHII", raw, 0)[1:4] == (nl.RTM_NEWLINK, nl.NLM_F_REQUEST | nl.NLM_F_ACK, 1)
+
+
+def test_only_what_differs_from_the_nic_is_sent_and_nothing_when_in_sync(rig):
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"])
+    rig.backend.apply_vf(PCI, 1, p, None)
+    n = len(rig.nic.specs)
+    rig.backend.apply_vf(PCI, 1, p, None)                         # a re-apply (drift repair) of a VF in sync
+    assert len(rig.nic.specs) == n
+    rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"], link_status="on"), p)
+    assert rig.nic.specs[-1] == {"vf": 1, "link_state": 1}       # no MAC rewrite (would reset an i40e/ice VF)
+
+
+def test_a_program_without_a_mac_leaves_the_vfs_mac_alone(rig):
+    info = rig.open()
+    rig.nic.vfs[1]["mac"] = "02:12:34:56:78:9a"
+    rig.backend.apply_vf(PCI, 1, rig.program(info), None)
+    assert "mac" not in rig.nic.specs[-1]
+    assert rig.nic.vfs[1]["mac"] == "02:12:34:56:78:9a"
+
+
+# ================================================================================ error mapping ===
+def test_a_refused_op_is_named_with_the_driver_and_the_vf_is_left_as_it_was(rig):
+    info = rig.open()
+    first = rig.program(info, macs=["02:00:00:00:00:11"], rate=0.01)
+    rig.backend.apply_vf(PCI, 1, first, None)
+    before = dict(rig.nic.vfs[1])
+    rig.nic.fail["rate"] = errno.EOPNOTSUPP
+    bad = rig.program(info, vlans=[200], macs=["02:00:00:00:00:22"], rate=0.02)
+    with pytest.raises(BackendError) as ei:
+        rig.backend.apply_vf(PCI, 1, bad, first)
+    msg = str(ei.value)
+    assert "set rate" in msg and "EOPNOTSUPP" in msg and "driver ixgbe" in msg and "vf 1" in msg
+    assert rig.nic.vfs[1] == before        # the kernel had applied MAC and VLAN: both were put back
+    assert rig.backend.programs[(PCI, 1)] == first
+
+
+def test_einval_and_eprotonosupport_map_to_backend_errors(tmp_path):
+    r = Rig(tmp_path, driver="netdevsim", totalvfs=None)
+    info = r.open()
+    r.nic.fail["vlan"] = errno.EPROTONOSUPPORT
+    with pytest.raises(BackendError, match=r"set vlan \(vlan 300, qos 0, proto 802.1ad\).*EPROTONOSUPPORT.*netdevsim"):
+        r.backend.apply_vf(PCI, 0, r.program(info, vfid=0, vlans=[300], vlan_proto="802.1ad"), None)
+    r.nic.fail = {"trust": errno.EINVAL}
+    with pytest.raises(BackendError, match="set trust.*EINVAL"):
+        r.backend.apply_vf(PCI, 0, r.program(info, vfid=0, allow_un_ucast=True), None)
+    assert r.nic.vfs[0]["vlan"] == 0       # the VLAN the kernel applied before trust failed was put back
+    r.backend.close()
+
+
+def test_a_setting_the_driver_silently_ignores_is_reported_on_read_back(rig):
+    info = rig.open()
+    rig.nic.ignore.add("link_state")
+    with pytest.raises(BackendError) as ei:
+        rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"], link_status="off"), None)
+    assert "verify link_state" in str(ei.value) and "ignore settings silently" in str(ei.value)
+    assert rig.nic.vfs[1]["mac"] == "00:00:00:00:00:00"       # put back as it was
+
+
+# ===================================================================== original state, restore ====
+def test_original_state_is_recorded_before_the_first_change_and_restored_on_clear(rig):
+    info = rig.open()
+    rig.nic.vfs[2].update(mac="02:aa:00:00:00:02", trust=True, link_state=1, max_tx_rate=50)
+    original = dict(rig.nic.vfs[2])
+    p1 = rig.program(info, vfid=2, macs=["02:00:00:00:00:22"], rate=0.1)
+    rig.backend.apply_vf(PCI, 2, p1, None)
+    rec = rig.originals_file()["vfs"]["2"]
+    assert rec["mac"] == "02:aa:00:00:00:02" and rec["trust"] is True and rec["max_tx_rate"] == 50
+    p2 = rig.program(info, vfid=2, macs=["02:00:00:00:00:23"])
+    rig.backend.apply_vf(PCI, 2, p2, p1)
+    assert rig.originals_file()["vfs"]["2"]["mac"] == "02:aa:00:00:00:02"   # the first change wins
+    rig.backend.clear_vf(PCI, 2, p2)
+    want = dict(original, proto=0x8100)
+    assert rig.nic.vfs[2] == want
+    assert "2" not in rig.originals_file()["vfs"]
+
+
+def test_the_record_survives_a_restart(tmp_path):
+    r = Rig(tmp_path)
+    info = r.open()
+    r.nic.vfs[1]["mac"] = "02:bb:00:00:00:01"
+    r.backend.apply_vf(PCI, 1, r.program(info, macs=["02:00:00:00:00:11"]), None)
+    r.backend.close()
+    b2 = r.make_backend()                  # a new daemon: same state dir
+    b2.open_pf(r.pf)
+    b2.clear_vf(PCI, 1, None)               # restore() clears a VF whose live config is gone
+    assert r.nic.vfs[1]["mac"] == "02:bb:00:00:00:01"
+    b2.close()
+
+
+def test_a_vf_vfd_never_touched_is_left_alone_on_clear(rig):
+    rig.open()
+    rig.nic.vfs[3].update(mac="02:cc:00:00:00:03", vlan=7)
+    n = len(rig.nic.specs)
+    rig.backend.clear_vf(PCI, 3, None)
+    assert len(rig.nic.specs) == n and rig.nic.vfs[3]["vlan"] == 7
+
+
+def test_clear_without_a_record_neutralises_with_a_fresh_mac(rig):
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"], rate=0.1)
+    rig.backend.apply_vf(PCI, 1, p, None)
+    (Path(rig.main.live_dir) / ".kernel" / f"{PCI}.json").unlink()
+    rig.backend.originals._pfs.clear()      # the state dir was lost
+    rig.backend.clear_vf(PCI, 1, p)
+    vf = rig.nic.vfs[1]
+    assert (vf["vlan"], vf["max_tx_rate"], vf["link_state"], vf["trust"]) == (0, 0, 0, False)
+    assert vf["mac"] not in ("02:00:00:00:00:11", "00:00:00:00:00:00") and int(vf["mac"][:2], 16) & 2
+
+
+def test_a_failed_new_apply_is_undone_by_the_managers_clear(rig):
+    info = rig.open()
+    rig.nic.fail["trust"] = errno.EOPNOTSUPP
+    p = rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True)
+    with pytest.raises(BackendError):
+        rig.backend.apply_vf(PCI, 1, p, None)
+    rig.backend.clear_vf(PCI, 1, p)        # what VFManager._program_new does on BackendError
+    assert rig.nic.vfs[1] == dict(fresh_vf(True), proto=0x8100)
+    assert rig.originals_file()["vfs"] == {}
+
+
+# =========================================================================== read back, stats =====
+def test_read_vf_speaks_the_program_vocabulary(rig):
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True, rate=0.02, link_status="on")
+    rig.backend.apply_vf(PCI, 1, p, None)
+    state = rig.backend.read_vf(PCI, 1)
+    want = p.to_state()
+    assert {k: state[k] for k in want} == want
+    assert state["present"] is True
+
+
+def test_a_vanished_vf_reads_as_a_mismatch_and_apply_recreates_the_vfs(rig):
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"])
+    rig.backend.apply_vf(PCI, 1, p, None)
+    (rig.sysdev / "sriov_numvfs").write_text("0\n")           # sriov_numvfs reset behind vfd's back
+    rig.nic.num()
+    rig.backend.pfs[PCI].snap = None
+    state = rig.backend.read_vf(PCI, 1)
+    assert state["present"] is False and state["vlans"] is None
+    assert any(state.get(k) != v for k, v in p.to_state().items())
+    rig.backend.apply_vf(PCI, 1, p, None)                      # the manager's reconcile re-applies
+    assert rig.numvfs_writes[-1] == 4
+    assert rig.nic.vfs[1]["mac"] == "02:00:00:00:00:11"
+
+
+def test_pf_and_vf_counters_and_clear_on_request(rig):
+    rig.open()
+    rig.nic.vf_counters[1] = {"rx_packets": 5, "tx_bytes": 640, "rx_dropped": 1}
+    s = rig.backend.pf_stats(PCI)
+    assert (s.link, s.speed, s.duplex, s.rx_pkts, s.tx_bytes, s.rx_dropped) == ("UP", 10000, 1, 10, 2000, 3)
+    v = rig.backend.vf_stats(PCI, 1)
+    assert (v.rx_pkts, v.tx_bytes, v.rx_dropped) == (5, 640, 1)
+    rig.backend.clear_stats(PCI)
+    rig.nic.vf_counters[1]["rx_packets"] = 7
+    rig.nic.stats["rx_packets"] = 11
+    rig.backend.pfs[PCI].snap = None
+    assert rig.backend.vf_stats(PCI, 1).rx_pkts == 2
+    assert rig.backend.pf_stats(PCI).rx_pkts == 1
+
+
+def test_reads_skip_vf_stats_unless_counters_are_asked_for(rig):
+    rig.open()
+    seen = []
+    real = rig.nic.get_msg
+    rig.nic.get_msg = lambda mask: (seen.append(mask), real(mask))[1]   # what the backend asks the kernel for
+    rig.backend.pfs[PCI].snap = None
+    rig.backend.read_vf(PCI, 0)
+    rig.backend.vf_stats(PCI, 0)
+    assert seen == [nl.RTEXT_FILTER_VF | nl.RTEXT_FILTER_SKIP_STATS, nl.RTEXT_FILTER_VF]
+
+
+# ===================================================================================== events ====
+def test_drift_is_reported_once_per_interval_and_vanished_vfs_are_recreated(rig):
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"])
+    rig.backend.apply_vf(PCI, 1, p, None)
+    events: list[NicEvent] = []
+    rig.backend.sink = events.append
+    rig.nic.vfs[1]["vlan"] = 999                                   # `ip link set PF vf 1 vlan 999` by hand
+    assert [e.kind for e in rig.backend.check_pf(PCI)] == ["drift"]
+    assert events[0].vfid == 1 and "vlan 999 (want 100)" in events[0].detail
+    assert rig.backend.check_pf(PCI) == []                         # a failing repair must not loop
+    rig.backend.apply_vf(PCI, 1, p, None)                          # what the manager does on 'drift'
+    assert rig.nic.vfs[1]["vlan"] == 100
+    (rig.sysdev / "sriov_numvfs").write_text("0\n")
+    rig.nic.num()
+
+    class Loop:
+        def call_soon(self, fn, *a):
+            fn(*a)
+    rig.backend.loop = Loop()
+    rig.backend.check_pf(PCI)
+    assert events[-1].kind == "vfs_gone" and sorted(rig.nic.vfs) == [0, 1, 2, 3]
+
+
+def test_link_events_on_the_daemon_loop(rig):
+    """attach(): an RTM_NEWLINK for the PF on the event socket leads to a check and a 'drift' event."""
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"])
+    rig.backend.apply_vf(PCI, 1, p, None)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    events: list[NicEvent] = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        rig.backend.attach(loop, events.append)
+        await asyncio.sleep(0.2)                 # the initial check: nothing to report
+        rig.nic.vfs[1]["trust"] = True
+        ifi = struct.pack("=BBHiII", 0, 0, 1, IFINDEX, 0x10043, 0)
+        name = struct.pack("=HH", 4 + len(IFNAME) + 1, 3) + IFNAME.encode() + b"\0"
+        name += b"\0" * (-len(name) % 4)
+        body = ifi + name
+        b.send(struct.pack("=IHHII", 16 + len(body), nl.RTM_NEWLINK, 0, 0, 0) + body)
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.02)
+        rig.backend.close()
+
+    rig.backend._monitor_factory = lambda: nl.Monitor(a)
+    asyncio.run(run())
+    assert [(e.kind, e.vfid) for e in events] == [("drift", 1)]
+    assert "trust on (want off)" in events[0].detail
+
+
+def test_parse_link_events_reads_type_index_and_name():
+    ifi = struct.pack("=BBHiII", 0, 0, 1, 9, 1, 0)
+    attr = struct.pack("=HH", 4 + 5, 3) + b"eth0\0" + b"\0\0\0"
+    msg = struct.pack("=IHHII", 16 + len(ifi) + len(attr), nl.RTM_DELLINK, 0, 0, 0) + ifi + attr
+    assert nl.parse_link_events(msg + msg) == [(nl.RTM_DELLINK, 9, 1, "eth0")] * 2
+
+
+# ========================================================================== profiles per driver ===
+def admit_on(driver: str, **cfg):
+    prof = kernel_profile(driver, 8)
+    data = {"pciid": PCI, "vfid": 1, "vlans": [100], "strip_stag": True, **cfg}
+    return build_program(VFConfig.model_validate(data), prof, "kernel", 10000)
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+def test_every_driver_refuses_what_rtnetlink_cannot_express(driver):
+    for cfg, feature in ((dict(vlans=[100, 101], strip_stag=False), "VLAN filter list"),
+                         (dict(strip_stag=False), "VLAN filter list"),
+                         (dict(insert_stag=False), "separate VLAN strip and insert"),
+                         (dict(macs=["02:00:00:00:00:01", "02:00:00:00:00:02"]), "MAC allow-list"),
+                         (dict(allow_bcast=False), "broadcast admission control"),
+                         (dict(allow_mcast=False), "multicast admission control"),
+                         (dict(allow_untagged=True), "untagged-frame admission control"),
+                         (dict(mirror={"target": 2, "direction": "all"}), "VF mirroring"),
+                         (dict(strip_ctag=True), "inner (C-tag) VLAN strip")):
+        with pytest.raises(CapabilityError) as ei:
+            admit_on(driver, **cfg)
+        assert feature in str(ei.value) and f"driver {driver}" in str(ei.value) and "kernel backend" in str(ei.value)
+
+
+def test_per_driver_rows():
+    assert admit_on("ice", vlan_proto="802.1ad").vlan_proto == "802.1ad"
+    assert admit_on("netdevsim", vlan_proto="802.1ad", min_rate=0.1).min_rate == 1000
+    for driver in ("i40e", "ixgbe", "mlx5_core", "bnxt_en"):
+        with pytest.raises(CapabilityError, match=f"802.1ad.*driver {driver}"):
+            admit_on(driver, vlan_proto="802.1ad")
+    for driver in ("i40e", "ixgbe", "igb"):               # sriov-cni PR #107: EINVAL on Intel
+        with pytest.raises(CapabilityError, match=f"guaranteed TX rate.*driver {driver}"):
+            admit_on(driver, rate=0.5, min_rate=0.1)
+    assert admit_on("mlx5_core", rate=0.5, min_rate=0.1).min_rate == 1000
+    with pytest.raises(CapabilityError, match="forced VF link state.*driver igb"):
+        admit_on("igb", link_status="off")
+    # spoofchk default per driver when the config leaves it out
+    assert admit_on("i40e").mac_anti_spoof is True and admit_on("mlx5_core").mac_anti_spoof is False
+    # ixgbe: one control for MAC and VLAN anti-spoof
+    p = admit_on("ixgbe", mac_anti_spoof=False)
+    assert (p.mac_anti_spoof, p.vlan_anti_spoof) == (False, False)
+    with pytest.raises(CapabilityError, match="separate mac_anti_spoof and vlan_anti_spoof"):
+        admit_on("ixgbe", mac_anti_spoof=False, vlan_anti_spoof=True)
+    with pytest.raises(CapabilityError, match="VLAN anti-spoof control.*driver i40e"):
+        admit_on("i40e", vlan_anti_spoof=False)
+
+
+def test_trust_mapping():
+    assert admit_on("netdevsim").uucast is False                                   # default: trust off
+    assert admit_on("netdevsim", allow_mcast=True, allow_un_ucast=False).uucast is False
+    p = admit_on("netdevsim", allow_un_ucast=True)
+    assert (p.mcast, p.uucast) == (True, True)                                    # trust on
+    b = KernelBackend.target_of
+    assert b(None, None, p, None)["trust"] is True
+    assert b(None, None, admit_on("netdevsim", allow_mcast=True), None)["trust"] is False
+
+
+def test_unknown_driver_gets_everything_rtnetlink_reaches():
+    prof = kernel_profile("sfc", 16)
+    assert prof.driver == "sfc" and prof.has(Feature.QINQ) and prof.has(Feature.MIN_RATE)
+    assert not prof.has(Feature.VLAN_FILTER) and prof.max_vfs == 16
+
+
+def test_rate_needs_a_link_speed():
+    with pytest.raises(AdmissionError, match="link speed is unknown"):
+        build_program(VFConfig.model_validate({"pciid": PCI, "vfid": 1, "vlans": [5], "strip_stag": True,
+                                               "rate": 0.5}), kernel_profile("netdevsim", 4), "kernel", 0)
+
+
+def test_state_dir_is_hidden_in_the_live_dir(rig):
+    info = rig.open()
+    rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"]), None)
+    live = Path(rig.main.live_dir)
+    assert (live / ".kernel" / f"{PCI}.json").is_file()
+    from vfd.store import Store
+    assert Store(rig.main.config_dir, str(live)).live_files() == []
+    assert os.stat(live / ".kernel").st_mode & 0o777 == 0o755
+
+
+def test_the_fast_decoder_agrees_with_pyroute2s_own(rig):
+    rig.open()
+    rig.nic.vfs[0].update(mac="02:aa:bb:cc:dd:ee", vlan=300, qos=5, proto=0x88A8, spoofchk=True, trust=True,
+                          min_tx_rate=7, max_tx_rate=900, link_state=2)
+    rig.nic.vfs[2].update(vlan=12, proto=0x8100)
+    rig.nic.vf_counters[1] = {"rx_packets": 3, "tx_bytes": 1 << 40, "tx_dropped": 9}
+    for mask in (nl.RTEXT_FILTER_VF, nl.RTEXT_FILTER_VF | nl.RTEXT_FILTER_SKIP_STATS, 0):
+        msg = rig.nic.get_msg(mask)
+        fast, ref = nl.parse_link(msg), nl.parse_link_nla(msg)
+        for a in ("ifindex", "ifname", "flags", "num_vf", "vfs"):
+            assert getattr(fast, a) == getattr(ref, a), a
+        assert {v: fast.vf_stat(v) for v in fast.vfs if fast.vf_stat(v)} == ref.vf_stats
+        assert {k: fast.stats[k] for k in fast.stats} == {k: ref.stats[k] for k in fast.stats}
+    assert fast.num_vf == 4 and dict(fast.vfs) == {}
+    snap = nl.parse_link(bytes(rig.nic.get_msg(nl.RTEXT_FILTER_VF).data))
+    assert snap.vfs[0]["proto"] == 0x88A8 and snap.vfs[1]["proto"] == 0x8100 and snap.vf_stat(1)["tx_bytes"] == 1 << 40
+    assert 7 not in snap.vfs and snap.vfs.get(7) is None and sorted(snap.vfs) == [0, 1, 2, 3]
+
+
+def test_the_plain_socket_reader_on_this_hosts_loopback():
+    """Rtnl against the running kernel (no VFs here): reads, and a refused set."""
+    r = nl.Rtnl()
+    try:
+        idx = socket.if_nametoindex("lo")
+        snap = nl.parse_link(r.get_link(idx, nl.ext_mask(False)))
+        assert (snap.ifindex, snap.ifname, snap.num_vf, len(snap.vfs)) == (idx, "lo", 0, 0)
+        assert "rx_packets" in nl.parse_link(r.get_link(idx, nl.ext_mask(True))).stats
+        with pytest.raises(NetlinkError) as ei:
+            r.get_link(2 ** 31 - 7, nl.ext_mask(False))
+        assert ei.value.code == errno.ENODEV
+        with pytest.raises(NetlinkError) as ei:
+            r.set_link(idx, vf={"vf": 0, "mac": "02:00:00:00:00:01"})     # lo has no ndo_set_vf_mac
+        assert ei.value.code == errno.EOPNOTSUPP
+    finally:
+        r.close()
+
+
+def test_a_driver_that_does_not_report_trust_is_not_sent_trust_off(rig):
+    info = rig.open()
+    real = rig.nic.get_msg
+
+    def no_trust(mask):
+        m = real(mask)                       # re-encode with trust as "not filled in" (0xffffffff)
+        for vi in (m.get("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO") if m.get("IFLA_VFINFO_LIST") else []):
+            vi.get("IFLA_VF_TRUST")["trust"] = nl.U32_UNSET
+        m.reset()
+        m.encode()
+        return m
+    rig.nic.get_msg = no_trust
+    assert rig.backend.read_kernel_vf(PCI, 1)["trust"] is None
+    rig.nic.fail["trust"] = errno.EOPNOTSUPP
+    rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"]), None)
+    assert "trust" not in rig.nic.specs[-1] and rig.nic.vfs[1]["mac"] == "02:00:00:00:00:11"
+    with pytest.raises(BackendError, match="set trust.*EOPNOTSUPP"):
+        rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True), None)

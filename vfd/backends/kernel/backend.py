@@ -1,0 +1,615 @@
+"""The kernel backend: PFs kept on their Linux driver, VFs programmed through rtnetlink (pyroute2).
+
+What it does per PF (docs/kernel.md has the long form):
+- finds the PF by PCI address (its netdev under /sys/bus/pci/devices/<pci>/net) or interface name,
+  reports a capability profile for its driver (profiles.py), creates `vfs_count` VFs through
+  `sriov_numvfs` (through 0 when the count changes; an equal count is left alone);
+- programs a VF with ONE netlink message carrying every attribute that differs from what the NIC
+  reports (never re-sending an unchanged one: on some drivers every MAC or trust write resets the
+  VF), then reads the VF back and raises BackendError on any mismatch (drivers may ignore a setting
+  silently); when the driver refuses an op (EOPNOTSUPP, EINVAL, EPROTONOSUPPORT) the error names
+  the op and the driver, and the attributes the kernel had already applied are put back, so the VF
+  is left as it was;
+- records each VF's original state before the first change and restores it on delete
+  (originals.py, persisted under `<config_dir>_live/.kernel/`);
+- watches rtnetlink link events for its PFs on the daemon's loop: a VF changed by hand is reported
+  as 'drift', VFs that vanished (driver reload, sriov_numvfs reset) are re-created and reported as
+  'vfs_gone'; a periodic check every `reconcile_interval` catches what no event reports (netdevsim
+  sends none when its VFs vanish).
+
+Concurrency: the daemon runs every request, event and timer on one asyncio loop, so VF operations
+never overlap; each still takes its VF's lock (one RLock per VF) so apply, repair and delete stay
+ordered if a caller ever drives the backend from another thread. pyroute2 builds the messages;
+they travel on a plain rtnetlink socket (netlink.py says why).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats
+from vfd.backends.kernel import netlink as nl
+from vfd.backends.kernel.originals import OriginalStore
+from vfd.backends.kernel.profiles import driver_row, kernel_profile
+from vfd.backends.kernel.sysfs import Sysfs
+from vfd.capabilities import DriverProfile
+from vfd.errors import BackendError
+from vfd.macaddr import random_local_mac
+from vfd.model.mainconfig import MainConfig, PFConfig
+from vfd.program import VFProgram
+
+log = logging.getLogger("vfd.kernel")
+
+LINK_STATE = {"auto": 0, "on": 1, "off": 2}
+LINK_NAME = {v: k for k, v in LINK_STATE.items()}
+PROTO = {"802.1q": nl.ETH_P_8021Q, "802.1ad": nl.ETH_P_8021AD}
+PROGRAM_KEYS = tuple(f.name for f in dataclasses.fields(VFProgram))
+
+CACHE_AGE = 0.25        # read_vf / counters: a PF read this recent stands in for a fresh one (one
+                        # dump per reconcile pass or `show`); programming always reads afresh
+VF_WAIT = 30.0          # seconds to wait for VFs to appear after writing sriov_numvfs
+EVENT_DELAY = 0.05      # events are coalesced: one PF read per burst
+
+
+def state_dir_for(main: MainConfig) -> Path:
+    """Where the original VF states live: next to the live configs they belong to."""
+    return Path(main.live_dir) / ".kernel"
+
+
+@dataclass
+class KernelPF:
+    cfg: PFConfig
+    ifname: str
+    ifindex: int | None
+    driver: str
+    profile: DriverProfile
+    want_vfs: int
+    speed: int
+    pci: str | None = None
+    snap: nl.LinkSnapshot | None = None
+    link_up: bool | None = None
+    check_handle: object = None
+    last_drift: dict[int, float] = field(default_factory=dict)
+    stats_base: dict = field(default_factory=dict)        # None -> PF counters, vfid -> VF counters
+
+    @property
+    def id(self) -> str:
+        return self.cfg.id
+
+
+class KernelBackend(NicBackend):
+    name = "kernel"
+
+    def __init__(self, main: MainConfig, *, rtnl_factory=None, sysfs_root: str = "/sys",
+                 state_dir: str | Path | None = None, monitor_factory=None):
+        super().__init__(main)
+        nl.fix_vlan_info_padding()
+        self.sysfs = Sysfs(sysfs_root)
+        self.rtnl = (rtnl_factory or nl.Rtnl)()
+        self.originals = OriginalStore(state_dir if state_dir is not None else state_dir_for(main))
+        self.pfs: dict[str, KernelPF] = {}
+        self.programs: dict[tuple[str, int], VFProgram] = {}
+        self._locks: defaultdict[tuple[str, int], threading.RLock] = defaultdict(threading.RLock)
+        self._monitor_factory = monitor_factory or nl.Monitor
+        self.monitor: nl.Monitor | None = None
+        self.loop = None
+        self.sink = None
+        self._poll_handle = None
+        self.repairs = 0          # VF re-creations and drift reports, for tests and logs
+
+    # ================================================================================ PF =========
+    def open_pf(self, pf: PFConfig) -> PFInfo:
+        if pf.enable_loopback:
+            raise BackendError(pf.id, "enable_loopback", "rtnetlink has no PF TX loopback (VEB) control")
+        ifname = self.sysfs.netdev_of(pf.id)
+        if ifname is None:
+            raise BackendError(pf.id, "find PF", "no such network interface (a PF id is a PCI address with a "
+                                                 "netdev under /sys/bus/pci/devices/<pci>/net, or an interface name)")
+        driver = self.sysfs.driver(ifname)
+        if not self.sysfs.has_sriov(ifname):
+            raise BackendError(pf.id, "find PF", f"{ifname} (driver {driver}) has no sriov_numvfs: not an SR-IOV PF")
+        total = self.sysfs.totalvfs(ifname)
+        current = self.sysfs.numvfs(ifname) or 0
+        want = pf.vfs_count if pf.vfs_count is not None else current
+        # netdevsim has no sriov_totalvfs (its limit is in debugfs): the table's default, or what is asked.
+        profile = kernel_profile(driver, total or max(want, driver_row(driver).max_vfs))
+        if total is not None and want > total:
+            raise BackendError(pf.id, "create VFs", f"vfs_count {want} exceeds sriov_totalvfs {total} of {ifname} "
+                                                    f"(driver {driver})")
+        if pf.tclasses or pf.bw_grps:
+            log.warning("PF %s: tclasses/bw_grps are ignored on the kernel backend (no per-TC QoS in rtnetlink)",
+                        pf.id)
+        kpf = KernelPF(cfg=pf, ifname=ifname, ifindex=self.sysfs.ifindex(ifname), driver=driver,
+                       profile=profile, want_vfs=want, speed=0, pci=self.sysfs.pci_address(ifname))
+        if kpf.ifindex is None:
+            raise BackendError(pf.id, "find PF", f"{ifname} has no ifindex")
+        self.pfs[pf.id] = kpf
+        self.originals.open(pf.id)
+        if current != want:
+            if current and want:
+                # A deliberate count change: the VFs are new ones, their old originals mean nothing.
+                self.originals.drop_pf(pf.id)
+            self._create_vfs(kpf, f"vfs_count {want} configured, {current} present")
+        if pf.mtu is not None:
+            self._set_mtu(kpf, pf.mtu)
+        kpf.speed = self.sysfs.speed(ifname) or pf.speed or 0
+        log.info("kernel PF %s: netdev %s (ifindex %s), driver %s, %d VFs, %s Mb/s", pf.id, ifname, kpf.ifindex,
+                 driver, want, kpf.speed or "unknown")
+        return PFInfo(pf_id=pf.id, driver=driver, profile=profile, vfs_count=want, link_speed=kpf.speed)
+
+    def _pf(self, pf_id: str) -> KernelPF:
+        try:
+            return self.pfs[pf_id]
+        except KeyError:
+            raise BackendError(pf_id, "find PF", "not opened by the kernel backend") from None
+
+    def _set_mtu(self, kpf: KernelPF, mtu: int) -> None:
+        try:
+            current = int((self.sysfs.root / "class" / "net" / kpf.ifname / "mtu").read_text())
+        except (OSError, ValueError):
+            current = None
+        if current == mtu:
+            return
+        try:
+            self.rtnl.set_link(self._ifindex(kpf), mtu=mtu)
+        except nl.NetlinkError as exc:
+            raise BackendError(kpf.id, f"set mtu {mtu}", self._why(kpf, exc)) from None
+
+    def _resolve(self, kpf: KernelPF) -> bool:
+        """Find the PF's netdev again (after a driver reload its ifindex, even its name, may change)."""
+        ifname = self.sysfs.netdev_of(kpf.id)
+        ifindex = self.sysfs.ifindex(ifname) if ifname else None
+        if ifindex is None:
+            kpf.ifindex = None
+            return False
+        if (ifname, ifindex) != (kpf.ifname, kpf.ifindex):
+            log.warning("PF %s is now netdev %s (ifindex %d)", kpf.id, ifname, ifindex)
+        kpf.ifname, kpf.ifindex = ifname, ifindex
+        kpf.snap = None
+        return True
+
+    def _ifindex(self, kpf: KernelPF) -> int:
+        if kpf.ifindex is None and not self._resolve(kpf):
+            raise BackendError(kpf.id, "find PF", f"netdev {kpf.ifname} is gone (driver unloaded?)")
+        return kpf.ifindex
+
+    # ============================================================================= reading =======
+    def _read(self, kpf: KernelPF, fresh: bool = False, stats: bool = False) -> nl.LinkSnapshot:
+        snap = kpf.snap
+        if (not fresh and snap is not None and time.monotonic() - snap.taken < CACHE_AGE
+                and (snap.with_stats or not stats)):
+            return snap
+        for attempt in (0, 1):
+            ifindex = self._ifindex(kpf)
+            try:
+                msg = self.rtnl.get_link(ifindex, nl.ext_mask(stats))
+                break
+            except (nl.NetlinkError, OSError) as exc:
+                if not isinstance(exc, nl.NetlinkError):
+                    raise BackendError(kpf.id, "read VFs", f"rtnetlink: {exc}") from None
+                if nl.is_enodev(exc) and attempt == 0:
+                    kpf.ifindex = None
+                    continue
+                raise BackendError(kpf.id, "read VFs", self._why(kpf, exc)) from None
+        kpf.snap = nl.parse_link(msg, with_stats=stats)
+        return kpf.snap
+
+    def _ready(self, kpf: KernelPF, vfid: int, fresh: bool = False) -> nl.LinkSnapshot:
+        """A read of the PF in which `vfid` exists, re-creating the VFs if they vanished."""
+        snap = self._read(kpf, fresh=fresh)
+        if snap.num_vf != kpf.want_vfs:
+            self._recreate(kpf, snap.num_vf, notify_later=True)
+            snap = self._read(kpf, fresh=True)
+        if vfid not in snap.vfs:
+            raise BackendError(kpf.id, "find VF", f"VF {vfid} does not exist ({kpf.ifname} has {snap.num_vf} VFs)",
+                               vfid)
+        return snap
+
+    # ========================================================================== VF creation ======
+    def _create_vfs(self, kpf: KernelPF, why: str) -> None:
+        want = kpf.want_vfs
+        log.warning("PF %s (%s): %s: setting sriov_numvfs to %d", kpf.id, kpf.ifname, why, want)
+        try:
+            current = self.sysfs.numvfs(kpf.ifname) or 0
+            if current and current != want:
+                self.sysfs.set_numvfs(kpf.ifname, 0)      # N -> M must go through 0 (else EBUSY)
+            if want and current != want:
+                self.sysfs.set_numvfs(kpf.ifname, want)
+        except OSError as exc:
+            raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
+                               f"{exc.strerror or exc} from driver {kpf.driver}") from None
+        kpf.snap = None
+        deadline = time.monotonic() + VF_WAIT
+        while True:             # VF creation may be asynchronous: wait for netlink (and PCI) to show them
+            snap = self._read(kpf, fresh=True)
+            pci_ok = kpf.pci is None or self.sysfs.virtfn_links(kpf.ifname) >= want
+            if snap.num_vf == want and len(snap.vfs) == want and pci_ok:
+                return
+            if time.monotonic() > deadline:
+                raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
+                                   f"only {snap.num_vf} VFs after {VF_WAIT:.0f}s (driver {kpf.driver})")
+            time.sleep(0.05)
+
+    def _recreate(self, kpf: KernelPF, found: int, notify_later: bool) -> None:
+        """The VFs vanished (or their count changed behind vfd's back): create them again and say so."""
+        self.repairs += 1
+        self._create_vfs(kpf, f"found {found} VFs where {kpf.want_vfs} are configured (driver reload or "
+                              f"sriov_numvfs reset?)")
+        log.warning("PF %s: %d VFs re-created; their programs are re-applied", kpf.id, kpf.want_vfs)
+        event = NicEvent("vfs_gone", kpf.id, detail=f"{found} of {kpf.want_vfs} VFs found; re-created")
+        if self.sink is not None and self.loop is not None:
+            if notify_later:
+                self.loop.call_soon(self.sink, event)
+            else:
+                self.sink(event)
+
+    # ======================================================================== programming ========
+    def target_of(self, kpf: KernelPF, program: VFProgram, current: dict | None) -> dict:
+        """The kernel attributes that express `program` (the trust mapping is here)."""
+        if program.vlans and not program.strip:
+            raise BackendError(kpf.id, "set vlan", "a VLAN without strip_stag needs a VLAN filter list, which "
+                                                   "rtnetlink lacks (admission should have refused it)")
+        if len(program.vlans) > 1 or program.macs or program.mirror:
+            raise BackendError(kpf.id, "program", "VLAN filter lists, MAC allow-lists and mirrors are not "
+                                                  "reachable through rtnetlink")
+        vlan = program.vlans[0] if program.vlans else 0
+        qos = int(getattr(program, "pcp", 0) or 0) if vlan else 0
+        mac = program.mac if program.mac is not None else (current or {}).get("mac")
+        return {
+            "mac": mac, "vlan": vlan, "qos": qos,
+            "proto": PROTO.get(program.vlan_proto, nl.ETH_P_8021Q) if vlan else nl.ETH_P_8021Q,
+            "spoofchk": bool(program.mac_anti_spoof),
+            # Trust lets the guest go promiscuous / all-multicast: on only when unknown unicast is asked for.
+            "trust": bool(program.uucast and program.mcast),
+            "min_tx_rate": int(program.min_rate), "max_tx_rate": int(program.max_rate),
+            "link_state": LINK_STATE[program.link],
+        }
+
+    @staticmethod
+    def _differs(have: dict, want: dict, attr: str) -> bool:
+        w = want.get(attr)
+        if w is None:
+            return False                      # not asked for (e.g. a MAC vfd leaves alone)
+        h = have.get(attr)
+        if attr == "mac":
+            return str(h).lower() != str(w).lower()
+        if h is None and attr in ("spoofchk", "trust"):
+            return bool(w)                    # not reported (no such op?): only an explicit "on" is sent
+        return h != w
+
+    def _changed_ops(self, have: dict, want: dict) -> list[str]:
+        return [op for op, attrs in nl.OPS if any(self._differs(have, want, a) for a in attrs)]
+
+    @staticmethod
+    def _mismatches(have: dict, want: dict) -> list[str]:
+        bad = []
+        for attr in nl.ATTRS:
+            w, h = want.get(attr), have.get(attr)
+            if w is None or (h is None and attr in ("spoofchk", "trust")):
+                continue                     # not asked for, or the driver does not report it
+            if (str(h).lower() != str(w).lower()) if attr == "mac" else (h != w):
+                bad.append(attr)
+        return bad
+
+    def _why(self, kpf: KernelPF, exc: nl.NetlinkError) -> str:
+        code = exc.code if isinstance(exc.code, int) else 0
+        return f"{nl.errno_name(code)} ({nl.strerror(code)}) from driver {kpf.driver}"
+
+    def _send(self, kpf: KernelPF, vfid: int, before: dict, target: dict, ops: list[str]) -> None:
+        """One message with every op; on refusal put back what the kernel applied, then raise."""
+        spec = nl.vf_spec(vfid, target, ops)
+        try:
+            self.rtnl.set_link(self._ifindex(kpf), vf=spec)
+        except nl.NetlinkError as exc:
+            kpf.snap = None
+            try:
+                after = self._read(kpf, fresh=True).vfs.get(vfid, {})
+            except BackendError:
+                after = {}
+            failed = next((op for op, attrs in nl.OPS if op in ops
+                           and any(self._differs(after, target, a) for a in attrs)), None)
+            self._put_back(kpf, vfid, before, after)
+            what = failed or "/".join(ops)
+            values = ", ".join(f"{a} {_show(a, target[a])}" for op, attrs in nl.OPS if op == what for a in attrs)
+            raise BackendError(kpf.id, f"set {what}" + (f" ({values})" if values else ""),
+                               f"{self._why(kpf, exc)}; the VF was left as it was", vfid) from None
+        kpf.snap = None
+
+    def _put_back(self, kpf: KernelPF, vfid: int, before: dict, after: dict) -> None:
+        ops = self._changed_ops(after, before) if after else [op for op, _ in nl.OPS]
+        ops = [op for op in ops if all(before.get(a) is not None for a in dict(nl.OPS)[op])]
+        if not ops:
+            return
+        try:
+            self.rtnl.set_link(self._ifindex(kpf), vf=nl.vf_spec(vfid, before, ops))
+        except (nl.NetlinkError, BackendError) as exc:
+            log.error("PF %s VF %d: putting back %s failed: %s", kpf.id, vfid, ", ".join(ops), exc)
+        kpf.snap = None
+
+    def _program(self, kpf: KernelPF, vfid: int, make_target, what: str) -> None:
+        """Read (fresh), diff, record the original, send one message, read back and verify.
+
+        The read before a change is always fresh: it is what gets recorded as the original state,
+        what the diff is computed against and what a refused op is put back to.
+        """
+        snap = self._ready(kpf, vfid, fresh=True)
+        before = dict(snap.vfs[vfid])
+        target = make_target(before)
+        ops = self._changed_ops(before, target)
+        if not ops:
+            return
+        if self.originals.record(kpf.id, vfid, before):
+            log.info("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(before))
+        self._send(kpf, vfid, before, target, ops)
+        after = self._read(kpf, fresh=True).vfs.get(vfid) or {}
+        bad = self._mismatches(after, target)
+        if not bad:
+            log.debug("PF %s VF %d: %s: set %s", kpf.id, vfid, what, ", ".join(ops))
+            return
+        self._put_back(kpf, vfid, before, after)
+        detail = ", ".join(f"{a} {_show(a, after.get(a))} instead of {_show(a, target[a])}" for a in bad)
+        raise BackendError(kpf.id, f"verify {'/'.join(bad)}",
+                           f"driver {kpf.driver} accepted the change but reports {detail} (some drivers ignore "
+                           f"settings silently); the VF was put back as it was", vfid)
+
+    def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
+        """Send only what differs from what the NIC reports (always a subset of program vs previous)."""
+        kpf = self._pf(pf_id)
+        with self._locks[(pf_id, vfid)]:
+            self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
+            self.programs[(pf_id, vfid)] = program
+            kpf.last_drift.pop(vfid, None)
+
+    def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
+        """Put back the VF's original state (recorded before vfd's first change); untouched VFs stay as they are."""
+        kpf = self._pf(pf_id)
+        with self._locks[(pf_id, vfid)]:
+            original = self.originals.get(pf_id, vfid)
+            if original is None and previous is None:
+                self.programs.pop((pf_id, vfid), None)
+                return                        # vfd never changed this VF: not ours to touch
+            if original is not None:
+                def target(cur: dict) -> dict:
+                    return {a: (original.get(a) if original.get(a) is not None else cur.get(a)) for a in nl.ATTRS}
+                what = "restore original"
+            else:
+                # No record (lost state dir): neutral settings and a fresh MAC, as the sim does.
+                mac = random_local_mac()
+
+                def target(cur: dict) -> dict:
+                    return {"mac": mac, "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q, "spoofchk": cur.get("spoofchk"),
+                            "trust": False, "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
+                what = "clear"
+            self._program(kpf, vfid, target, what)     # raises with the VF (and its program) kept
+            self.programs.pop((pf_id, vfid), None)
+            if original is not None:
+                log.info("PF %s VF %d: original state restored: %s", pf_id, vfid, _describe(original))
+            self.originals.drop(pf_id, vfid)
+
+    def read_vf(self, pf_id: str, vfid: int) -> dict:
+        """The VF as the NIC reports it, in VFProgram.to_state() terms (plus `pcp` and `present`).
+
+        A VF that does not exist (VFs vanished) reads as all None: it differs from every program,
+        so the manager's reconcile re-applies it, and apply_vf re-creates the VFs.
+        """
+        kpf = self._pf(pf_id)
+        snap = self._read(kpf)
+        k = snap.vfs.get(vfid)
+        if k is None or snap.num_vf != kpf.want_vfs:
+            return {**{key: None for key in PROGRAM_KEYS}, "pcp": None, "present": False}
+        row = driver_row(kpf.driver)
+        vlan = k["vlan"]
+        trust = k["trust"]
+        return {
+            "mac": k["mac"], "macs": [], "vlans": [vlan] if vlan else [], "strip": bool(vlan), "insert": vlan,
+            "vlan_proto": "802.1ad" if (vlan and k["proto"] == nl.ETH_P_8021AD) else "802.1q",
+            "mac_anti_spoof": k["spoofchk"],
+            "vlan_anti_spoof": k["spoofchk"] if row.spoofchk_is_vlan_too else True,
+            "bcast": True, "mcast": True, "uucast": trust, "untagged": False,
+            "max_rate": k["max_tx_rate"], "min_rate": k["min_tx_rate"],
+            "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
+            "pcp": k["qos"], "present": True,
+        }
+
+    def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
+        """The VF in rtnetlink terms (mac, vlan, qos, proto, spoofchk, trust, rates, link_state)."""
+        return self._read(self._pf(pf_id), fresh=True).vfs.get(vfid)
+
+    # ========================================================================== counters =========
+    def pf_stats(self, pf_id: str) -> PortStats:
+        kpf = self._pf(pf_id)
+        snap = self._read(kpf, stats=True)
+        s = _minus(snap.stats, kpf.stats_base.get(None, {}))
+        return PortStats(link="UP" if snap.lower_up else "DOWN", speed=kpf.speed,
+                         duplex=self.sysfs.duplex(kpf.ifname),
+                         rx_pkts=s.get("rx_packets", 0), rx_bytes=s.get("rx_bytes", 0),
+                         rx_errors=s.get("rx_errors", 0), rx_dropped=s.get("rx_dropped", 0),
+                         tx_pkts=s.get("tx_packets", 0), tx_bytes=s.get("tx_bytes", 0),
+                         tx_errors=s.get("tx_errors", 0))
+
+    def vf_stats(self, pf_id: str, vfid: int) -> PortStats:
+        """IFLA_VF_STATS (netdevsim and drivers without ndo_get_vf_stats report zeros)."""
+        kpf = self._pf(pf_id)
+        snap = self._read(kpf, stats=True)
+        s = _minus(snap.vf_stat(vfid), kpf.stats_base.get(vfid, {}))
+        k = snap.vfs.get(vfid)
+        if k is None:
+            link = "-UNK-"
+        else:
+            link = {1: "UP", 2: "DOWN"}.get(k["link_state"], "UP" if snap.lower_up else "DOWN")
+        return PortStats(link=link, rx_pkts=s.get("rx_packets", 0), rx_bytes=s.get("rx_bytes", 0),
+                         rx_dropped=s.get("rx_dropped", 0), tx_pkts=s.get("tx_packets", 0),
+                         tx_bytes=s.get("tx_bytes", 0))
+
+    def clear_stats(self, pf_id: str, vfid: int | None = None) -> None:
+        """Clear-on-request: the kernel cannot zero its counters, so later reads subtract these."""
+        kpf = self._pf(pf_id)
+        snap = self._read(kpf, fresh=True, stats=True)
+        if vfid is None:
+            kpf.stats_base[None] = dict(snap.stats)
+            for v in snap.vfs:
+                kpf.stats_base[v] = dict(snap.vf_stat(v))
+        else:
+            kpf.stats_base[vfid] = dict(snap.vf_stat(vfid))
+
+    def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
+        kpf = self.pfs.get(pf_id)
+        return self.sysfs.vf_pci_address(kpf.ifname, vfid) if kpf else None
+
+    # ============================================================================ events ==========
+    def attach(self, loop, sink) -> None:
+        self.loop, self.sink = loop, sink
+        try:
+            self.monitor = self._monitor_factory()
+            loop.add_reader(self.monitor.fileno(), self._on_events)
+        except OSError as exc:
+            self.monitor = None
+            log.error("kernel backend: no rtnetlink event socket (%s); relying on the periodic check", exc)
+        for kpf in self.pfs.values():
+            self._schedule_check(kpf)       # anything that happened before the loop ran
+        self._poll_handle = loop.call_later(self.main.reconcile_interval, self._poll)
+
+    def _on_events(self) -> None:
+        try:
+            events, lost = self.monitor.read()
+        except OSError as exc:
+            log.error("rtnetlink event socket: %s", exc)
+            return
+        touched: set[str] = set()
+        if lost:
+            log.warning("rtnetlink events were lost (ENOBUFS): checking every PF")
+            touched.update(self.pfs)
+        for mtype, ifindex, _flags, _name in events:
+            for kpf in self.pfs.values():
+                if kpf.ifindex == ifindex:
+                    if mtype == nl.RTM_DELLINK:
+                        log.warning("PF %s: netdev %s removed (driver unload?)", kpf.id, kpf.ifname)
+                        kpf.ifindex = None
+                    touched.add(kpf.id)
+                elif kpf.ifindex is None and mtype == nl.RTM_NEWLINK:
+                    touched.add(kpf.id)      # a reloaded driver's netdev may be this PF again
+        for pf_id in touched:
+            kpf = self.pfs[pf_id]
+            kpf.snap = None
+            self._schedule_check(kpf)
+
+    def _schedule_check(self, kpf: KernelPF, delay: float = EVENT_DELAY) -> None:
+        if self.loop is not None and kpf.check_handle is None:
+            kpf.check_handle = self.loop.call_later(delay, self._check, kpf)
+
+    def _emit(self, event: NicEvent) -> None:
+        if self.sink is None:
+            return
+        try:
+            self.sink(event)
+        except Exception:  # noqa: BLE001 - an event handler must not stop the checks
+            log.exception("handling %s on PF %s failed", event.kind, event.pf_id)
+
+    def check_pf(self, pf_id: str) -> list[NicEvent]:
+        """Compare one PF with what vfd programmed; re-create vanished VFs. Returns the events raised."""
+        return self._check(self.pfs[pf_id])
+
+    def _check(self, kpf: KernelPF) -> list[NicEvent]:
+        kpf.check_handle = None
+        raised: list[NicEvent] = []
+        try:
+            if kpf.ifindex is None and not self._resolve(kpf):
+                return raised             # still gone: the next event or poll looks again
+            snap = self._read(kpf, fresh=True)
+            if snap.ifname and snap.ifname != kpf.ifname:
+                log.warning("PF %s: netdev %s renamed to %s", kpf.id, kpf.ifname, snap.ifname)
+                kpf.ifname = snap.ifname
+            up = snap.lower_up
+            if kpf.link_up is not None and up != kpf.link_up:
+                raised.append(NicEvent("link_up" if up else "link_down", kpf.id, detail=f"netdev {kpf.ifname}"))
+            kpf.link_up = up
+            if snap.num_vf != kpf.want_vfs:
+                self._recreate(kpf, snap.num_vf, notify_later=True)
+                return raised
+            now = time.monotonic()
+            for (pf_id, vfid), program in list(self.programs.items()):
+                if pf_id != kpf.id:
+                    continue
+                have = snap.vfs.get(vfid)
+                target = self.target_of(kpf, program, have)
+                bad = self._mismatches(have or {}, target)
+                if not bad:
+                    continue
+                # A repair that keeps failing must not loop on its own events: once per interval.
+                if now - kpf.last_drift.get(vfid, -1e9) < self.main.reconcile_interval:
+                    continue
+                kpf.last_drift[vfid] = now
+                self.repairs += 1
+                detail = ", ".join(f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad)
+                log.warning("drift on PF %s VF %d: %s; re-applying", kpf.id, vfid, detail)
+                raised.append(NicEvent("drift", kpf.id, vfid, detail=detail))
+        except BackendError as exc:
+            log.warning("checking PF %s failed: %s", kpf.id, exc)
+        for ev in raised:
+            self._emit(ev)
+        return raised
+
+    def _poll(self) -> None:
+        """Every reconcile_interval: what no event reports (netdevsim's VFs vanishing, a missed event)."""
+        self._poll_handle = None
+        for kpf in list(self.pfs.values()):
+            try:
+                present = self.sysfs.numvfs(kpf.ifname) if kpf.ifindex is not None else None
+            except OSError:
+                present = None
+            if present != kpf.want_vfs:
+                self._check(kpf)
+        if self.loop is not None:
+            self._poll_handle = self.loop.call_later(self.main.reconcile_interval, self._poll)
+
+    # ============================================================================ life ============
+    def flush(self) -> None:
+        """Original states are written when recorded; nothing is buffered."""
+
+    def close(self) -> None:
+        if self.loop is not None:
+            if self.monitor is not None:
+                try:
+                    self.loop.remove_reader(self.monitor.fileno())
+                except (ValueError, OSError, RuntimeError):
+                    pass
+            for kpf in self.pfs.values():
+                if kpf.check_handle is not None:
+                    kpf.check_handle.cancel()
+                    kpf.check_handle = None
+            if self._poll_handle is not None:
+                self._poll_handle.cancel()
+                self._poll_handle = None
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
+        try:
+            self.rtnl.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _show(attr: str, value) -> str:
+    if value is None:
+        return "?"
+    if attr == "proto":
+        return {nl.ETH_P_8021Q: "802.1Q", nl.ETH_P_8021AD: "802.1ad"}.get(value, hex(value))
+    if attr == "link_state":
+        return {0: "auto", 1: "enable", 2: "disable"}.get(value, str(value))
+    if attr in ("spoofchk", "trust"):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _describe(state: dict) -> str:
+    return ", ".join(f"{a} {_show(a, state.get(a))}" for a in nl.ATTRS)
+
+
+def _minus(now: dict, base: dict) -> dict:
+    return {k: max(0, v - base.get(k, 0)) for k, v in now.items()}
