@@ -29,7 +29,8 @@ test: install system-deps
 
 # Fast tests only: no guest, no DPDK.
 unit: install
-	$(PY) -m pytest -q -p no:cacheprovider -m "not kernel_lab and not dpdk" tests/unit tests/integration
+	$(PY) -m pytest -q -p no:cacheprovider -m "not kernel_lab and not dpdk" tests/unit tests/integration \
+	  tests/kernel/test_kernel_unit.py tests/dpdk/test_mailbox_policy.py tests/dpdk/test_pmd_sequences.py
 
 bench: install
 	$(PY) bench/run_all.py

@@ -18,6 +18,7 @@ class Feature(str, enum.Enum):
     VLAN_INSERT = "VLAN insert"
     STRIP_INSERT_SPLIT = "separate VLAN strip and insert"  # strip without insert or the reverse
     QINQ = "802.1ad (QinQ) outer VLAN"
+    VLAN_PCP = "VLAN priority (PCP) on the port VLAN"
     CTAG_STRIP = "inner (C-tag) VLAN strip"
     MAC_ALLOWLIST = "MAC allow-list (more than one MAC)"
     MAC_ANTI_SPOOF = "MAC anti-spoof control"
@@ -69,7 +70,7 @@ class DriverProfile:
 
 
 F = Feature
-_DPDK_COMMON = {F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.STRIP_INSERT_SPLIT, F.MAC_ALLOWLIST,
+_DPDK_COMMON = {F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.STRIP_INSERT_SPLIT, F.VLAN_PCP, F.MAC_ALLOWLIST,
                 F.MAC_ANTI_SPOOF, F.VLAN_ANTI_SPOOF, F.BCAST_GATE, F.MCAST_GATE, F.UUCAST_GATE,
                 F.LOOPBACK, F.VF_STATS, F.MAILBOX, F.MIRROR}
 
@@ -98,7 +99,7 @@ PROFILES: dict[str, DriverProfile] = {
     # and unknown-unicast both follow the VF's trust bit; no broadcast gate, no loopback control.
     "mlx5": DriverProfile(
         driver="mlx5",
-        features=frozenset({F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.QINQ, F.CTAG_STRIP,
+        features=frozenset({F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.VLAN_PCP, F.QINQ, F.CTAG_STRIP,
                             F.MAC_ALLOWLIST, F.MAC_ANTI_SPOOF, F.MCAST_GATE, F.UUCAST_GATE,
                             F.UNTAGGED_GATE, F.MAX_RATE, F.MIN_RATE, F.LINK_STATE, F.MIRROR,
                             F.VF_STATS, F.QOS}),

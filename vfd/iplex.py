@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", choices=("in", "out", "all", "both", "on", "off"))
     s.add_argument("target", nargs="?")
     cmd("cpu_alarm", "set the daemon's CPU alarm threshold, e.g. 30%%").add_argument("pctg")
+    s = cmd("clear_stats", "restart counters at 0: all PFs, one PF (number or id) or one VF")
+    s.add_argument("pf", nargs="?")
+    s.add_argument("vf", nargs="?")
     cmd("verbose", "set the daemon's log level to --loglevel")
     cmd("ping", "check that the daemon answers")
     cmd("dump", "write the daemon's state to its log")
@@ -217,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
         params = {"resource": " ".join(parts)}
     elif cmd == "cpu_alarm":
         params = {"resource": args.pctg}
+    elif cmd == "clear_stats":
+        params = {"resource": " ".join(x for x in (args.pf, args.vf) if x is not None) or "all"}
     else:
         params = {}
     try:

@@ -42,6 +42,7 @@ class VFProgram:
     min_rate: int              # Mb/s, 0 = none
     link: str                  # on / off / auto
     mirror: tuple[int, str] | None  # (target vfid, in|out|all)
+    pcp: int = 0               # 802.1p priority of the inserted port VLAN
 
     def to_state(self) -> dict:
         d = asdict(self)
@@ -54,6 +55,14 @@ class VFProgram:
         if previous is None:
             return [f.name for f in fields(self)]
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(previous, f.name)]
+
+
+def cleared_state(mac: str | None) -> dict:
+    """A VF without policy, in the program vocabulary: what power-on or a delete leaves behind."""
+    return {"mac": mac, "macs": [], "vlans": [], "strip": False, "insert": 0, "vlan_proto": "802.1q",
+            "mac_anti_spoof": False, "vlan_anti_spoof": False, "bcast": True, "mcast": False,
+            "uucast": False, "untagged": False, "max_rate": 0, "min_rate": 0, "link": "auto", "mirror": None,
+            "pcp": 0}
 
 
 def _gate(cfg: VFConfig, field: str, profile: DriverProfile, backend: str) -> bool:
@@ -133,6 +142,10 @@ def build_program(cfg: VFConfig, profile: DriverProfile, backend: str, link_spee
         min_rate = max(1, round(link_speed * cfg.min_rate))
     if cfg.link_status != "auto":
         _need(profile, Feature.LINK_STATE, backend, "link_status", cfg.link_status)
+    # The VF's QoS settings give the port VLAN's priority: one traffic class named -> its PCP.
+    pcp = cfg.queues[0].priority if (insert and len(cfg.queues) == 1) else 0
+    if pcp:
+        _need(profile, Feature.VLAN_PCP, backend, "queues[0].priority", pcp)
     mirror = None
     if cfg.mirror is not None and cfg.mirror.mode != "off":
         _need(profile, Feature.MIRROR, backend, "mirror", cfg.mirror.model_dump())
@@ -140,5 +153,5 @@ def build_program(cfg: VFConfig, profile: DriverProfile, backend: str, link_spee
     return VFProgram(
         mac=macs[0] if macs else None, macs=tuple(macs[1:]), vlans=vlans, strip=strip, insert=insert,
         vlan_proto=cfg.vlan_proto, max_rate=max_rate, min_rate=min_rate, link=cfg.link_status,
-        mirror=mirror, **gates,
+        mirror=mirror, pcp=pcp, **gates,
     )

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 
 EOM = "@eom@"
-ACTIONS = ("add", "delete", "update", "status", "show", "ping", "verbose", "dump", "mirror", "export", "cpu_alarm")
+ACTIONS = ("add", "delete", "update", "status", "show", "ping", "verbose", "dump", "mirror", "export", "cpu_alarm",
+           "clear_stats")
 MAX_REQUEST_BYTES = 64 * 1024      # a request larger than this is garbage by definition
 PIPE_BUF = 4096                     # writes up to this size are atomic on a pipe
 

@@ -116,3 +116,19 @@ def test_options_before_or_after_the_command(vfd):
     r = vfd.iplex("add", "vm1", "--loglevel=1", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["state"] == "OK"
     assert vfd.iplex("--loglevel", "1", "status", "vm1").returncode == 0
+
+
+def test_clear_stats_restarts_counters_at_zero(vfd):
+    vfd.add("a", vf_config(PF, 2))
+    stats = vfd.sim_dir / f"{PF}.stats.json"
+    stats.write_text(json.dumps({"pf": {"rx_pkts": 100}, "vfs": {"2": {"tx_bytes": 999}}}))
+    assert vfd.iplex("clear_stats", "0").stdout.strip() == "counters cleared: 0"
+    stats.write_text(json.dumps({"pf": {"rx_pkts": 130}, "vfs": {"2": {"tx_bytes": 1000}}}))
+    rows = [line.split() for line in vfd.iplex("show", "0").stdout.splitlines()[1:] if line.strip()]
+    assert rows[0][6] == "30" and rows[1][0] == "vf" and "1" in rows[1][4:] and "999" not in rows[1]
+    assert vfd.iplex("clear_stats", "0", "9").returncode == 1
+    assert vfd.iplex("clear_stats", "nope").returncode == 1
+    stats.write_text(json.dumps({"pf": {"rx_pkts": 5}}))        # the NIC reset its own counters
+    rows = [line.split() for line in vfd.iplex("show", "0").stdout.splitlines()[1:] if line.strip()]
+    assert rows[0][6] == "5"
+    assert vfd.iplex("clear_stats").stdout.strip() == "counters cleared: all PFs"

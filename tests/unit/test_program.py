@@ -95,3 +95,14 @@ def test_changed_fields():
     b = prog(vlans=[1, 2])
     assert b.changed_fields(a) == ["vlans"]
     assert a.changed_fields(a) == []
+
+
+def test_port_vlan_priority_from_the_single_traffic_class():
+    p = prog(driver="mlx5", vlans=[300], strip_stag=True, queues=[{"priority": 5, "share": "10%"}])
+    assert p.pcp == 5 and p.to_state()["pcp"] == 5
+    assert prog(vlans=[1, 2], queues=[{"priority": 5, "share": "10%"}]).pcp == 0    # guest tags: its own PCP
+    assert prog(vlans=[3], strip_stag=True, queues=[{"priority": 1, "share": "5%"},
+                                                     {"priority": 2, "share": "5%"}]).pcp == 0
+    narrowed = PROFILES["ixgbe"].narrowed(PROFILES["ixgbe"].features - {Feature.VLAN_PCP})
+    with pytest.raises(CapabilityError):
+        build_program(cfg(vlans=[3], strip_stag=True, queues=[{"priority": 4, "share": "5%"}]), narrowed, "sim", 1)

@@ -41,6 +41,9 @@ class PortStats:
     spoofed: int = 0
 
 
+COUNTERS = ("rx_pkts", "rx_bytes", "rx_errors", "rx_dropped", "tx_pkts", "tx_bytes", "tx_errors", "spoofed")
+
+
 @dataclass
 class NicEvent:
     kind: str                  # link_up, link_down, vf_reset, drift, vfs_gone

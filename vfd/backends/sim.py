@@ -21,7 +21,7 @@ from vfd.capabilities import Feature, profile_for
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import PFConfig, SimNic
-from vfd.program import VFProgram
+from vfd.program import VFProgram, cleared_state
 from vfd.store import atomic_write, remove_stale_temps
 
 log = logging.getLogger("vfd.sim")
@@ -30,13 +30,6 @@ log = logging.getLogger("vfd.sim")
 # 0000:07:00.0 is 0000:07:10.2).
 DEFAULT_VF_OFFSET = 128
 DEFAULT_VF_STRIDE = 2
-
-
-def cleared_vf(mac: str) -> dict:
-    """A VF with no policy: what power-on or a delete leaves behind."""
-    return {"mac": mac, "macs": [], "vlans": [], "strip": False, "insert": 0, "vlan_proto": "802.1q",
-            "mac_anti_spoof": False, "vlan_anti_spoof": False, "bcast": True, "mcast": False,
-            "uucast": False, "untagged": False, "max_rate": 0, "min_rate": 0, "link": "auto", "mirror": None}
 
 
 class SimPF:
@@ -65,7 +58,7 @@ class SimPF:
         self.dirty = True
         return {"vfs_count": vfs_count, "mtu": mtu, "loopback": False, "promiscuous": False,
                 "driver": self.nic.driver, "speed": self.nic.speed, "link": "up",
-                "vfs": {str(i): cleared_vf(random_local_mac(self.rng)) for i in range(vfs_count)}}
+                "vfs": {str(i): cleared_state(random_local_mac(self.rng)) for i in range(vfs_count)}}
 
     def vf(self, vfid: int) -> dict:
         return self.state["vfs"][str(vfid)]
@@ -166,7 +159,7 @@ class SimBackend(NicBackend):
         # The original's order (reference 5.2): mirror, VLANs, MACs (allow-list first, default
         # last), rates, anti-spoof, strip/insert, bcast, mcast, uucast, link.
         order = ["mirror", "vlans", "vlan_proto", "macs", "mac", "max_rate", "min_rate", "vlan_anti_spoof",
-                 "mac_anti_spoof", "strip", "insert", "bcast", "mcast", "uucast", "untagged", "link"]
+                 "mac_anti_spoof", "strip", "insert", "pcp", "bcast", "mcast", "uucast", "untagged", "link"]
         for op in order:
             if current.get(op) != target[op]:
                 self._set(spf, vfid, op, target[op], faults)
@@ -176,7 +169,7 @@ class SimBackend(NicBackend):
         cur = spf.vf(vfid)
         configured = bool(cur["vlans"] or cur["macs"]) or previous is not None
         mac = random_local_mac(self.rng) if configured else cur["mac"]
-        target = cleared_vf(mac)
+        target = cleared_state(mac)
         for op, value in target.items():
             if cur.get(op) != value:
                 self._set(spf, vfid, op, value, set())

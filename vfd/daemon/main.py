@@ -133,6 +133,8 @@ class Daemon:
             return self._verbose(params.get("loglevel"))
         if action == "cpu_alarm":
             return self._cpu_alarm(params.get("resource"))
+        if action == "clear_stats":
+            return m.clear_stats(params.get("resource", "all"))
         raise AssertionError(action)
 
     def _verbose(self, lvl: object) -> Reply:

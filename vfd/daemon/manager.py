@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 
 from vfd import PROTOCOL_VERSION
-from vfd.backends.base import NicBackend, NicEvent
+from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
 from vfd.errors import BackendError, ConfigError, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import VFConfig, parse_vf_config
@@ -49,6 +49,7 @@ class VFManager:
         self.pfs: dict[str, PFState] = {}
         self.live: dict[str, LiveVF] = {}
         self.apply_errors: dict[tuple[str, int], str] = {}
+        self.stats_base: dict[tuple[str, int | None], PortStats] = {}   # clear-on-request baselines
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_pfs(self) -> None:
@@ -365,13 +366,57 @@ class VFManager:
         lines = [showfmt.HEADER]
         for pf in pfs:
             backend = self.backends[pf.backend]
-            lines.append(showfmt.pf_row(pf.index, pf.id, backend.pf_stats(pf.id)))
+            lines.append(showfmt.pf_row(pf.index, pf.id, self._stats(pf, None)))
             if w != "pfs":
                 for vfid in sorted(pf.vfs):
-                    lines.append(showfmt.vf_row(vfid, backend.vf_pci_address(pf.id, vfid),
-                                                backend.vf_stats(pf.id, vfid)))
+                    lines.append(showfmt.vf_row(vfid, backend.vf_pci_address(pf.id, vfid), self._stats(pf, vfid)))
                 lines.append("")
         return Reply(True, lines)
+
+    def _raw_stats(self, pf: PFState, vfid: int | None) -> PortStats:
+        backend = self.backends[pf.backend]
+        return backend.pf_stats(pf.id) if vfid is None else backend.vf_stats(pf.id, vfid)
+
+    def _stats(self, pf: PFState, vfid: int | None) -> PortStats:
+        """Counters since the last clear_stats (NICs rarely can zero VF counters; vfd keeps baselines)."""
+        raw = self._raw_stats(pf, vfid)
+        base = self.stats_base.get((pf.id, vfid))
+        if base is None:
+            return raw
+        if any(getattr(raw, c) < getattr(base, c) for c in COUNTERS):   # the NIC reset them itself
+            del self.stats_base[(pf.id, vfid)]
+            return raw
+        return replace(raw, **{c: getattr(raw, c) - getattr(base, c) for c in COUNTERS})
+
+    def clear_stats(self, resource: object) -> Reply:
+        """`all`, `<pf>` (number or id: the PF and its VFs) or `<pf> <vf>`: counters start again at 0."""
+        parts = resource.split() if isinstance(resource, str) else []
+        if not parts or parts == ["all"]:
+            targets = [(pf, v) for pf in self.pfs.values() for v in [None, *range(pf.vfs_count)]]
+        else:
+            pf = self._pf_arg(parts[0])
+            if pf is None or len(parts) > 2:
+                return _err(f"unable to clear counters: expected 'all', '<pf>' or '<pf> <vf>', got {resource!r}")
+            if len(parts) == 1:
+                targets = [(pf, v) for v in [None, *range(pf.vfs_count)]]
+            elif parts[1].isdigit() and int(parts[1]) < pf.vfs_count:
+                targets = [(pf, int(parts[1]))]
+            else:
+                return _err(f"unable to clear counters: VF {parts[1]!r} is not a VF of PF {pf.id}")
+        for pf, vfid in targets:
+            try:
+                self.stats_base[(pf.id, vfid)] = self._raw_stats(pf, vfid)
+            except VfdError as exc:
+                return _err(f"unable to clear counters of PF {pf.id}: {exc}")
+        what = "all PFs" if not parts or parts == ["all"] else " ".join(parts)
+        return _ok(f"counters cleared: {what}")
+
+    def _pf_arg(self, arg: str) -> PFState | None:
+        """A PF named by its position in the main config (as `show N`) or by its id."""
+        pf = self.pfs.get(arg)
+        if pf is None and arg.isdigit() and int(arg) < len(self.pfs):
+            pf = list(self.pfs.values())[int(arg)]
+        return pf
 
     def _show_extended(self) -> Reply:
         lines = []
@@ -412,9 +457,7 @@ class VFManager:
         if len(parts) not in (3, 4):
             return _err("mirror update failed: expected '<pf> <vf> <in|out|all|off> [<target>]'")
         pf_arg, vf_arg, direction = parts[:3]
-        pf = self.pfs.get(pf_arg)
-        if pf is None and pf_arg.isdigit() and int(pf_arg) < len(self.pfs):
-            pf = list(self.pfs.values())[int(pf_arg)]
+        pf = self._pf_arg(pf_arg)
         if pf is None:
             return _err(f"mirror update failed: unknown PF {pf_arg!r}")
         if not vf_arg.isdigit() or int(vf_arg) not in pf.vfs:

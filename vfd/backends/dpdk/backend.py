@@ -35,7 +35,7 @@ from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import MainConfig, PFConfig
 from vfd.policy import mailbox as mbx
-from vfd.program import VFProgram
+from vfd.program import VFProgram, cleared_state
 
 from . import ffi as real_ffi
 
@@ -215,12 +215,6 @@ class VFRecord:
         if self.guest_mac:
             return self.guest_mac
         return self.program.mac if self.program is not None else None
-
-
-def cleared_state(mac: str | None) -> dict:
-    return {"mac": mac, "macs": [], "vlans": [], "strip": False, "insert": 0, "vlan_proto": "802.1q",
-            "mac_anti_spoof": False, "vlan_anti_spoof": False, "bcast": True, "mcast": False,
-            "uucast": False, "untagged": False, "max_rate": 0, "min_rate": 0, "link": "auto", "mirror": None}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,7 +76,6 @@ class KernelPF:
     link_up: bool | None = None
     check_handle: object = None
     last_drift: dict[int, float] = field(default_factory=dict)
-    stats_base: dict = field(default_factory=dict)        # None -> PF counters, vfid -> VF counters
 
     @property
     def id(self) -> str:
@@ -425,7 +424,7 @@ class KernelBackend(NicBackend):
     def pf_stats(self, pf_id: str) -> PortStats:
         kpf = self._pf(pf_id)
         snap = self._read(kpf, stats=True)
-        s = _minus(snap.stats, kpf.stats_base.get(None, {}))
+        s = snap.stats
         return PortStats(link="UP" if snap.lower_up else "DOWN", speed=kpf.speed,
                          duplex=self.sysfs.duplex(kpf.ifname),
                          rx_pkts=s.get("rx_packets", 0), rx_bytes=s.get("rx_bytes", 0),
@@ -437,7 +436,7 @@ class KernelBackend(NicBackend):
         """IFLA_VF_STATS (netdevsim and drivers without ndo_get_vf_stats report zeros)."""
         kpf = self._pf(pf_id)
         snap = self._read(kpf, stats=True)
-        s = _minus(snap.vf_stat(vfid), kpf.stats_base.get(vfid, {}))
+        s = snap.vf_stat(vfid)
         k = snap.vfs.get(vfid)
         if k is None:
             link = "-UNK-"
@@ -446,17 +445,6 @@ class KernelBackend(NicBackend):
         return PortStats(link=link, rx_pkts=s.get("rx_packets", 0), rx_bytes=s.get("rx_bytes", 0),
                          rx_dropped=s.get("rx_dropped", 0), tx_pkts=s.get("tx_packets", 0),
                          tx_bytes=s.get("tx_bytes", 0))
-
-    def clear_stats(self, pf_id: str, vfid: int | None = None) -> None:
-        """Clear-on-request: the kernel cannot zero its counters, so later reads subtract these."""
-        kpf = self._pf(pf_id)
-        snap = self._read(kpf, fresh=True, stats=True)
-        if vfid is None:
-            kpf.stats_base[None] = dict(snap.stats)
-            for v in snap.vfs:
-                kpf.stats_base[v] = dict(snap.vf_stat(v))
-        else:
-            kpf.stats_base[vfid] = dict(snap.vf_stat(vfid))
 
     def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
         kpf = self.pfs.get(pf_id)
@@ -609,7 +597,3 @@ def _show(attr: str, value) -> str:
 
 def _describe(state: dict) -> str:
     return ", ".join(f"{a} {_show(a, state.get(a))}" for a in nl.ATTRS)
-
-
-def _minus(now: dict, base: dict) -> dict:
-    return {k: max(0, v - base.get(k, 0)) for k, v in now.items()}

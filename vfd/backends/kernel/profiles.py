@@ -30,6 +30,7 @@ F = Feature
 # What rtnetlink can express at all, for any driver.
 RTNETLINK_FEATURES = frozenset({
     F.VLAN_STRIP, F.VLAN_INSERT,      # the port VLAN: always both (no STRIP_INSERT_SPLIT)
+    F.VLAN_PCP,                       # its qos (802.1p priority)
     F.QINQ,                           # IFLA_VF_VLAN_LIST proto 802.1ad
     F.MAC_ANTI_SPOOF,                 # spoofchk
     F.VLAN_ANTI_SPOOF,                # only where spoofchk also switches VLAN anti-spoof (ixgbe)
