@@ -164,9 +164,10 @@ def test_add_programs_every_attribute_in_one_go(d):
 
 def test_update_applies_the_new_settings(d):
     ok, text = add(d, "vm1", vf_cfg(1, vlans=[200], macs=["02:fa:00:00:00:01"], mac_anti_spoof=True,
-                                    allow_un_ucast=False, rate=0.1, min_rate=0.02, link_status="on"), "update")
+                                    allow_un_ucast=False, rate=0.1, min_rate=0.02, link_status="on",
+                                    queues=[{"priority": 3, "share": "10%"}]), "update")
     assert ok, f"{text}\n{tail(d)}"
-    assert summary(ip_vfs()[1]) == {"mac": "02:fa:00:00:00:01", "vlan": 200, "qos": 0, "proto": "802.1Q",
+    assert summary(ip_vfs()[1]) == {"mac": "02:fa:00:00:00:01", "vlan": 200, "qos": 3, "proto": "802.1Q",
                                     "max": 1000, "min": 200, "spoofchk": True, "trust": False, "link": "enable"}
 
 
