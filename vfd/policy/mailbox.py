@@ -29,6 +29,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vfd.backends.dpdk.ffi import (  # message ids: protocol facts, defined once with the binding
+    IXGBE_VF_RESET, IXGBE_VF_SET_MAC_ADDR, IXGBE_VF_SET_MULTICAST, IXGBE_VF_SET_VLAN,
+    IXGBE_VF_SET_LPE, IXGBE_VF_SET_MACVLAN, IXGBE_VF_API_NEGOTIATE, IXGBE_VF_GET_QUEUES,
+    IXGBE_VF_UPDATE_XCAST_MODE, VIRTCHNL_OP_VERSION, VIRTCHNL_OP_RESET_VF, VIRTCHNL_OP_GET_VF_RESOURCES,
+    VIRTCHNL_OP_CONFIG_TX_QUEUE, VIRTCHNL_OP_CONFIG_RX_QUEUE, VIRTCHNL_OP_CONFIG_VSI_QUEUES, VIRTCHNL_OP_CONFIG_IRQ_MAP,
+    VIRTCHNL_OP_ENABLE_QUEUES, VIRTCHNL_OP_DISABLE_QUEUES, VIRTCHNL_OP_ADD_ETH_ADDR, VIRTCHNL_OP_DEL_ETH_ADDR,
+    VIRTCHNL_OP_ADD_VLAN, VIRTCHNL_OP_DEL_VLAN, VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE, VIRTCHNL_OP_GET_STATS,
+    VIRTCHNL_OP_EVENT, VIRTCHNL_OP_CONFIG_RSS_KEY, VIRTCHNL_OP_CONFIG_RSS_LUT, VIRTCHNL_OP_GET_RSS_HENA_CAPS,
+    VIRTCHNL_OP_SET_RSS_HENA, VIRTCHNL_OP_ENABLE_VLAN_STRIPPING, VIRTCHNL_OP_DISABLE_VLAN_STRIPPING, HWRM_FUNC_VF_CFG,
+    HWRM_CFA_L2_FILTER_ALLOC, HWRM_CFA_L2_SET_RX_MASK,
+)
+
 # Verdicts: enum rte_pmd_{ixgbe,i40e,bnxt}_mb_event_rsp (identical values in the three 22.11 headers).
 NOOP_ACK = 0
 NOOP_NACK = 1
@@ -162,15 +174,6 @@ def configured_mac_allowed(mac: str, view: VFView) -> tuple[bool, str]:
 # ixgbe (reference 6.1).  Message ids: DPDK drivers/net/ixgbe/base/ixgbe_mbx.h
 # ---------------------------------------------------------------------------------------------------
 
-IXGBE_VF_RESET = 0x01
-IXGBE_VF_SET_MAC_ADDR = 0x02
-IXGBE_VF_SET_MULTICAST = 0x03
-IXGBE_VF_SET_VLAN = 0x04
-IXGBE_VF_SET_LPE = 0x05
-IXGBE_VF_SET_MACVLAN = 0x06
-IXGBE_VF_API_NEGOTIATE = 0x08
-IXGBE_VF_GET_QUEUES = 0x09
-IXGBE_VF_UPDATE_XCAST_MODE = 0x0C
 IXGBEVF_XCAST_MODE_NONE = 0
 IXGBEVF_XCAST_MODE_MULTI = 1
 IXGBEVF_XCAST_MODE_ALLMULTI = 2
@@ -261,28 +264,6 @@ def ixgbe(msg_type: int, payload: dict, view: VFView) -> Decision:
 # i40e (reference 6.2).  virtchnl opcodes: DPDK drivers/common/iavf/virtchnl.h
 # ---------------------------------------------------------------------------------------------------
 
-VIRTCHNL_OP_VERSION = 1
-VIRTCHNL_OP_RESET_VF = 2
-VIRTCHNL_OP_GET_VF_RESOURCES = 3
-VIRTCHNL_OP_CONFIG_TX_QUEUE = 4
-VIRTCHNL_OP_CONFIG_RX_QUEUE = 5
-VIRTCHNL_OP_CONFIG_VSI_QUEUES = 6
-VIRTCHNL_OP_CONFIG_IRQ_MAP = 7
-VIRTCHNL_OP_ENABLE_QUEUES = 8
-VIRTCHNL_OP_DISABLE_QUEUES = 9
-VIRTCHNL_OP_ADD_ETH_ADDR = 10
-VIRTCHNL_OP_DEL_ETH_ADDR = 11
-VIRTCHNL_OP_ADD_VLAN = 12
-VIRTCHNL_OP_DEL_VLAN = 13
-VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE = 14
-VIRTCHNL_OP_GET_STATS = 15
-VIRTCHNL_OP_EVENT = 17
-VIRTCHNL_OP_CONFIG_RSS_KEY = 23
-VIRTCHNL_OP_CONFIG_RSS_LUT = 24
-VIRTCHNL_OP_GET_RSS_HENA_CAPS = 25
-VIRTCHNL_OP_SET_RSS_HENA = 26
-VIRTCHNL_OP_ENABLE_VLAN_STRIPPING = 27
-VIRTCHNL_OP_DISABLE_VLAN_STRIPPING = 28
 FLAG_VF_UNICAST_PROMISC = 0x0001
 FLAG_VF_MULTICAST_PROMISC = 0x0002
 
@@ -371,9 +352,6 @@ def i40e(opcode: int, payload: dict, view: VFView) -> Decision:
 # bnxt (reference 6.3).  HWRM request types: DPDK drivers/net/bnxt/hsi_struct_def_dpdk.h
 # ---------------------------------------------------------------------------------------------------
 
-HWRM_FUNC_VF_CFG = 0x0F
-HWRM_CFA_L2_FILTER_ALLOC = 0x90
-HWRM_CFA_L2_SET_RX_MASK = 0x93
 # struct hwrm_func_vf_cfg_input: header(16) enables@16 mtu@20 guest_vlan@22 async_event_cr@24 dflt_mac_addr@26
 FUNC_VF_CFG_ENABLES_MTU = 0x1
 FUNC_VF_CFG_ENABLES_GUEST_VLAN = 0x2
