@@ -26,7 +26,9 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace `path` with `data` all at once. `durable` adds the fsyncs that make the new content
+    survive a power cut; without them readers still never see a torn file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
@@ -34,7 +36,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Non
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     try:
@@ -42,7 +45,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Non
     except OSError:
         os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def remove_stale_temps(directory: Path) -> None:

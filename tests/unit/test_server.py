@@ -89,7 +89,8 @@ def test_reply_path_confined_to_fifo_dir():
     assert s._reply_path("/etc/passwd") is None
     assert s._reply_path("/tmp/vfd-test/../x") is None
     assert s._reply_path("/tmp/vfd-test/request") is None
-    assert str(s._reply_path("/tmp/vfd-test/r1")) == "/tmp/vfd-test/r1"
+    assert s._reply_path("/tmp/vfd-test/r1") == "/tmp/vfd-test/r1"
+    assert s._reply_path("r2") == "/tmp/vfd-test/r2"
 
 
 def test_response_is_valid_json_with_escapes():

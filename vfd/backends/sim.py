@@ -42,6 +42,7 @@ class SimPF:
         self.mtime_ns = 0
         self._stats: dict = {}
         self._stats_mtime = -1
+        self.stats_path = path.with_suffix(".stats.json")
         self.state = self._load_or_power_on(vfs_count, mtu)
         self.ops: list[tuple] = []   # (vfid, op, value) in the order applied: lets tests check order
 
@@ -86,7 +87,7 @@ class SimPF:
 
     def stats(self) -> dict:
         """Injected counters, re-read only when the file changes (show reads them once per VF)."""
-        path = self.path.with_suffix(".stats.json")
+        path = self.stats_path
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
@@ -101,7 +102,9 @@ class SimPF:
 
     def flush(self) -> None:
         if self.dirty:
-            atomic_write(self.path, json.dumps(self.state, indent=1, sort_keys=True).encode())
+            # Registers, not desired state: the daemon reprograms the sim at every start, so the
+            # file need not survive a power cut (no fsync), only never be seen torn (rename).
+            atomic_write(self.path, json.dumps(self.state, indent=1, sort_keys=True).encode(), durable=False)
             self.dirty = False
             self.mtime_ns = self.path.stat().st_mtime_ns
 
@@ -179,19 +182,19 @@ class SimBackend(NicBackend):
 
     # ---- counters ---------------------------------------------------------------------------
     def pf_stats(self, pf_id: str) -> PortStats:
-        spf = self._pf(pf_id)
+        spf = self._pf(pf_id)      # refreshed: the link state lives in the registers
         counters = spf.stats().get("pf", {})
         link = "UP" if spf.state.get("link", "up") == "up" else "DOWN"
         return PortStats(link=link, speed=spf.cfg.speed or spf.nic.speed, duplex=1, **_counters(counters))
 
     def vf_stats(self, pf_id: str, vfid: int) -> PortStats:
-        spf = self._pf(pf_id)
+        spf = self.pfs[pf_id]      # show reads every VF right after pf_stats refreshed the registers
         counters = spf.stats().get("vfs", {}).get(str(vfid), {})
         link = {"on": "UP", "off": "DOWN"}.get(spf.vf(vfid)["link"], "UP" if spf.state.get("link") == "up" else "DOWN")
         return PortStats(link=link, **_counters(counters))
 
     def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
-        spf = self._pf(pf_id)
+        spf = self.pfs[pf_id]
         offset = spf.nic.vf_offset if spf.nic.vf_offset is not None else DEFAULT_VF_OFFSET
         stride = spf.nic.vf_stride if spf.nic.vf_stride is not None else DEFAULT_VF_STRIDE
         return pci_vf_address(pf_id, offset, stride, vfid)

@@ -34,6 +34,9 @@ class RequestServer:
         self.loop = loop
         self.path = Path(fifo_path)
         self.dir = self.path.parent.resolve()
+        self.dir_text = str(self.dir)
+        # the directory as configured and as resolved: clients use the configured spelling
+        self.dir_names = {self.dir_text, os.path.normpath(os.path.abspath(str(self.path.parent)))}
         self.handler = handler
         self.group = group
         self.buf = b""
@@ -157,30 +160,39 @@ class RequestServer:
         self._reply(r_fifo, rid, ok, lines)
 
     # ---- replies ----------------------------------------------------------------------------
-    def _reply_path(self, r_fifo: str) -> Path | None:
+    def _reply_path(self, r_fifo: str) -> str | None:
+        """The reply FIFO must sit directly next to the request FIFO. Checked lexically (no syscalls
+        on the hot path); the opener then refuses symlinks and anything that is not a FIFO."""
         if "\0" in r_fifo or len(r_fifo) > 1024:
             return None
-        p = Path(r_fifo)
-        if not p.is_absolute():
-            p = self.dir / p
-        if p.parent.resolve() != self.dir or p.name in ("", ".", "..") or p.resolve() == self.path.resolve():
-            log.warning("reply fifo %r is not next to %s: reply dropped", r_fifo, self.path)
+        path = os.path.normpath(os.path.join(self.dir_text, r_fifo))
+        parent, name = os.path.split(path)
+        if parent not in self.dir_names:
+            if os.path.realpath(parent) != self.dir_text:     # the same directory spelt another way
+                log.warning("reply fifo %r is not next to %s: reply dropped", r_fifo, self.path)
+                return None
+        if name in ("", ".", "..") or name == self.path.name:
+            log.warning("reply fifo %r is not a usable name: reply dropped", r_fifo)
             return None
-        return p
+        return path
 
     def _reply(self, r_fifo: str, rid: str, ok: bool, lines: list[str]) -> None:
         p = self._reply_path(r_fifo)
         if p is None:
             return
         try:
-            st = p.lstat()
-            if not stat.S_ISFIFO(st.st_mode):
+            if not stat.S_ISFIFO(os.lstat(p).st_mode):   # never open a regular file or a device
                 log.warning("reply fifo %s is not a FIFO: reply dropped", p)
                 return
+            # O_NOFOLLOW refuses a symlink; O_NONBLOCK makes open fail (ENXIO) if no one reads.
             fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError as exc:
-            # ENXIO: nobody has it open for reading (client gone); ENOENT: never made.
+            # ENXIO: nobody has it open for reading (client gone); ENOENT: never made; ELOOP: symlink.
             log.info("reply to %s dropped: %s", p, exc.strerror)
+            return
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):     # swapped between lstat and open
+            os.close(fd)
+            log.warning("reply fifo %s is not a FIFO: reply dropped", p)
             return
         data = encode_response(rid, ok, lines)
         self._write(fd, data, time.monotonic() + REPLY_DEADLINE)
