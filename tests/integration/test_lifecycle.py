@@ -143,11 +143,19 @@ def test_status_shows_desired_vs_programmed_and_drift(vfd):
     vfd.add("vm1", vf_config(PF, 1, vlans=[10], macs=["02:00:00:00:01:01"]))
     r = vfd.iplex("status", "vm1")
     assert r.returncode == 0 and "in sync" in r.stdout and "0000:07:10.2" in r.stdout
+    # the NIC is changed behind vfd's back and refuses to be put back (a driver fault)
+    (vfd.sim_dir / f"{PF}.faults.json").write_text(json.dumps({"fail": ["vlans"]}))
     state = vfd.sim_state()
-    state["vfs"]["1"]["vlans"] = [10, 666]                  # someone changed the NIC behind our back
+    state["vfs"]["1"]["vlans"] = [10, 666]
     (vfd.sim_dir / f"{PF}.json").write_text(json.dumps(state))
-    r = vfd.iplex("status", "vm1")
+    for _ in range(40):
+        r = vfd.iplex("status", "vm1")
+        if "MISMATCH" in r.stdout:
+            break
+        time.sleep(0.05)
     assert "MISMATCH" in r.stdout and "1 field(s) differ" in r.stdout
+    assert "last apply error" in r.stdout and "set vlans failed" in r.stdout
+    (vfd.sim_dir / f"{PF}.faults.json").unlink()
     vfd.proc.send_signal(signal.SIGHUP)                   # SIGHUP re-applies every VF
     for _ in range(50):
         if "in sync" in vfd.iplex("status", "vm1").stdout:
@@ -157,16 +165,23 @@ def test_status_shows_desired_vs_programmed_and_drift(vfd):
 
 
 def test_periodic_reconcile_repairs_drift(make_vfd):
+    """Drift no event reported (the writer has not closed the file: no inotify event) is still
+    found by the periodic reconcile."""
     d = make_vfd(reconcile_interval=0.5)
     d.add("vm1", vf_config(PF, 1, vlans=[10]))
     state = d.sim_state()
     state["vfs"]["1"]["vlans"] = [10, 666]
     state["vfs"]["1"]["max_rate"] = 5
-    (d.sim_dir / f"{PF}.json").write_text(json.dumps(state))
-    for _ in range(50):
-        if d.vf_state(1)["vlans"] == [10]:
-            break
-        time.sleep(0.1)
+    path = d.sim_dir / f"{PF}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, json.dumps(state).encode())
+        for _ in range(50):
+            if d.vf_state(1)["vlans"] == [10]:
+                break
+            time.sleep(0.1)
+    finally:
+        os.close(fd)
     assert d.vf_state(1)["vlans"] == [10] and d.vf_state(1)["max_rate"] == 0
     assert "drift on PF 0000:07:00.0 VF 1 (vm1): vlans, max_rate" in d.log_text()
 
@@ -310,3 +325,43 @@ def test_callback_runs_as_the_config_files_owner(make_vfd, tmp_path):
         assert "start_cb for vm1 exited 0" in d.log_text()
     finally:
         shutil.rmtree(shared)
+
+
+def test_sim_register_edits_are_events_drift_repaired_at_once(make_vfd):
+    """No waiting for the periodic reconcile (set to a minute here): the sim reports the edit."""
+    d = make_vfd(reconcile_interval=60)
+    d.add("vm1", vf_config(PF, 1, vlans=[10], macs=["02:00:00:00:01:01"]))
+    state = d.sim_state()
+    state["vfs"]["1"]["vlans"] = [10, 666]
+    (d.sim_dir / f"{PF}.json").write_text(json.dumps(state))
+    for _ in range(40):
+        if d.vf_state(1)["vlans"] == [10]:
+            break
+        time.sleep(0.05)
+    assert d.vf_state(1)["vlans"] == [10]
+    assert "event drift on PF 0000:07:00.0 VF 1" in d.log_text()
+
+
+def test_sim_link_flap_reapplies_the_pf(make_vfd):
+    d = make_vfd(reconcile_interval=60)
+    d.add("vm1", vf_config(PF, 1, vlans=[10], macs=["02:00:00:00:01:01"]))
+    d.add("vm2", vf_config(PF, 2, vlans=[20], macs=["02:00:00:00:02:01"]))
+    state = d.sim_state()
+    state["link"] = "down"
+    (d.sim_dir / f"{PF}.json").write_text(json.dumps(state))
+    for _ in range(40):
+        if "event link_down" in d.log_text():
+            break
+        time.sleep(0.05)
+    assert d.iplex("show", "pfs").stdout.split("\n")[1].split()[3] == "DOWN"
+    state = d.sim_state()
+    state["link"] = "up"                                  # the NIC comes back with its VFs blank
+    for vf in ("1", "2"):
+        state["vfs"][vf].update(vlans=[], macs=[], mac="02:99:99:99:99:99")
+    (d.sim_dir / f"{PF}.json").write_text(json.dumps(state))
+    for _ in range(40):
+        if d.vf_state(1)["vlans"] == [10] and d.vf_state(2)["vlans"] == [20]:
+            break
+        time.sleep(0.05)
+    assert d.vf_state(1)["mac"] == "02:00:00:00:01:01" and d.vf_state(2)["vlans"] == [20]
+    assert "event link_up on PF 0000:07:00.0" in d.log_text()

@@ -16,7 +16,8 @@ import os
 import random
 from pathlib import Path
 
-from vfd.backends.base import NicBackend, PFInfo, PortStats, pci_vf_address
+from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats, pci_vf_address
+from vfd.backends.fswatch import DirWatch
 from vfd.capabilities import Feature, profile_for
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
@@ -64,20 +65,25 @@ class SimPF:
     def vf(self, vfid: int) -> dict:
         return self.state["vfs"][str(vfid)]
 
-    def refresh(self) -> None:
-        """The state file is the NIC's registers: an edit by hand is drift that vfd must see."""
+    def refresh(self) -> bool:
+        """The state file is the NIC's registers: an edit by hand is drift that vfd must see.
+        Returns True when the registers were re-read (someone else wrote them)."""
         try:
             mtime = self.path.stat().st_mtime_ns
         except OSError:
-            return
-        if mtime != self.mtime_ns and not self.dirty:
-            try:
-                state = json.loads(self.path.read_text())
-                if len(state.get("vfs", {})) == self.state["vfs_count"]:
-                    self.state = state
-            except ValueError:
-                log.warning("sim PF %s: state file unreadable; keeping the last programmed state", self.cfg.id)
-            self.mtime_ns = mtime
+            return False
+        if mtime == self.mtime_ns or self.dirty:
+            return False
+        self.mtime_ns = mtime
+        try:
+            state = json.loads(self.path.read_text())
+            if len(state.get("vfs", {})) == self.state["vfs_count"]:
+                self.state = state
+                return True
+        except ValueError:
+            pass
+        log.warning("sim PF %s: state file unreadable; keeping the last programmed state", self.cfg.id)
+        return False
 
     def faults(self) -> set[str]:
         try:
@@ -117,6 +123,8 @@ class SimBackend(NicBackend):
         self.dir = Path(main.sim_state_dir)
         self.pfs: dict[str, SimPF] = {}
         self.rng = random.Random()
+        self.watch: DirWatch | None = None
+        self.loop = self.sink = None
 
     # ---- PF ---------------------------------------------------------------------------------
     def open_pf(self, pf: PFConfig) -> PFInfo:
@@ -203,8 +211,45 @@ class SimBackend(NicBackend):
         for spf in self.pfs.values():
             spf.flush()
 
+    # ---- events -----------------------------------------------------------------------------
+    def attach(self, loop, sink) -> None:
+        """Edits of a state file become events at once: a link going up re-applies the PF (as a
+        real NIC's link-state interrupt does), changed VF registers are drift."""
+        try:
+            self.watch = DirWatch(str(self.dir))
+        except OSError as exc:
+            log.info("sim: no file events (%s); the periodic reconcile catches drift", exc)
+            return
+        self.loop, self.sink = loop, sink
+        loop.add_reader(self.watch.fd, self._on_files)
+
+    def _on_files(self) -> None:
+        names = self.watch.read()
+        for spf in self.pfs.values():
+            if spf.path.name not in names:
+                continue
+            link_before, vfs_before = spf.state.get("link"), copy.deepcopy(spf.state["vfs"])
+            if not spf.refresh():
+                continue
+            link = spf.state.get("link")
+            if link != link_before:
+                self.sink(NicEvent("link_up" if link == "up" else "link_down", spf.cfg.id, detail="sim link"))
+                if link == "up":
+                    continue                    # the PF is re-applied whole
+            for vfid, regs in spf.state["vfs"].items():
+                if regs != vfs_before.get(vfid):
+                    self.sink(NicEvent("drift", spf.cfg.id, int(vfid), detail="sim registers changed"))
+
     def close(self) -> None:
         self.flush()
+        if self.watch is not None:
+            if self.loop is not None:
+                try:
+                    self.loop.remove_reader(self.watch.fd)
+                except (RuntimeError, ValueError):
+                    pass
+            self.watch.close()
+            self.watch = None
 
 
 _COUNTER_KEYS = ("rx_pkts", "rx_bytes", "rx_errors", "rx_dropped", "tx_pkts", "tx_bytes", "tx_errors", "spoofed")
