@@ -55,7 +55,7 @@ def test_add_of_already_live_port_refused(vfd):
 def test_update_applies_only_the_difference(vfd):
     vfd.add("vm1", vf_config(PF, 1, vlans=[10], macs=["02:00:00:00:01:01"]))
     mac_before = vfd.vf_state(1)["mac"]
-    r = vfd.add and vfd.drop("vm1", vf_config(PF, 1, vlans=[10, 20], macs=["02:00:00:00:01:01"]))
+    vfd.drop("vm1", vf_config(PF, 1, vlans=[10, 20], macs=["02:00:00:00:01:01"]))
     r = vfd.iplex("update", "vm1")
     assert r.returncode == 0 and "updated successfully" in r.stdout
     assert vfd.vf_state(1)["vlans"] == [10, 20] and vfd.vf_state(1)["mac"] == mac_before
