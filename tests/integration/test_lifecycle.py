@@ -365,3 +365,29 @@ def test_sim_link_flap_reapplies_the_pf(make_vfd):
         time.sleep(0.05)
     assert d.vf_state(1)["mac"] == "02:00:00:00:01:01" and d.vf_state(2)["vlans"] == [20]
     assert "event link_up on PF 0000:07:00.0" in d.log_text()
+
+
+def test_qos_shares_are_normalised_and_programmed(make_vfd):
+    tcs = [{"pri": 0, "min_bw": 40}, {"pri": 1, "min_bw": 60, "lsp": True}]
+    d = make_vfd([sim_pf(PF, 8, "ixgbe", tclasses=tcs, vf_oversubscription=True, bw_grps={"bwg1": [1]})],
+                 enable_qos=True)
+    for vf, share in ((1, "50%"), (2, "50%"), (3, "20%")):
+        r = d.add(f"q{vf}", vf_config(PF, vf, name=f"q{vf}", queues=[{"priority": 0, "share": share},
+                                                                      {"priority": 1, "share": "10%"}]))
+        assert r.returncode == 0, r.stderr
+    qos = d.sim_state()["qos"]
+    assert [t["pri"] for t in qos["tclasses"]] == [0, 1] and qos["tclasses"][1]["bwg"] == 1
+    assert {v: s["0"] for v, s in qos["shares"].items()} == {"1": 42, "2": 42, "3": 16}
+    assert sum(s["1"] for s in qos["shares"].values()) == 100
+    assert d.iplex("delete", "q3").returncode == 0
+    assert {v: s["0"] for v, s in d.sim_state()["qos"]["shares"].items()} == {"1": 50, "2": 50}
+    assert "tc0 100%" in d.iplex("show", "extended").stdout
+
+
+def test_qos_on_a_driver_without_it_is_refused_at_start(make_vfd):
+    d = make_vfd([sim_pf(PF, 8, "bnxt")], start=False, enable_qos=True)
+    d.write_main()
+    import subprocess
+    from tests.vfdlab import BIN
+    r = subprocess.run([str(BIN / "vfd"), "-f", "-p", str(d.conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "per-TC QoS (DCB) is not supported by driver bnxt" in r.stderr

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vfd.capabilities import DriverProfile
+from vfd.errors import BackendError
 from vfd.model.mainconfig import MainConfig, PFConfig
 from vfd.program import VFProgram
 
@@ -86,6 +87,11 @@ class NicBackend(abc.ABC):
 
     def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
         return None
+
+    def apply_qos(self, pf_id: str, tclasses: list[dict], shares: dict[int, dict[int, int]]) -> None:
+        """Program per-TC bandwidth: the PF's traffic classes and each VF's normalised shares
+        (`shares[vfid][tc]`, percent). Backends without it refuse QoS when the PF is opened."""
+        raise BackendError(pf_id, "enable_qos", f"per-TC QoS (DCB) is not supported by the {self.name} backend")
 
     def guest_macs(self, pf_id: str) -> dict[str, int]:
         """MACs guests registered themselves (VF mailbox), by VF: admission keeps configs off them."""

@@ -185,6 +185,16 @@ class SimBackend(NicBackend):
             if cur.get(op) != value:
                 self._set(spf, vfid, op, value, set())
 
+    def apply_qos(self, pf_id: str, tclasses: list[dict], shares: dict[int, dict[int, int]]) -> None:
+        spf = self._pf(pf_id)
+        if "qos" in spf.faults():
+            raise BackendError(pf_id, "set qos", "operation refused by the NIC (sim fault injection)")
+        qos = {"tclasses": tclasses,
+               "shares": {str(v): {str(tc): pct for tc, pct in s.items()} for v, s in sorted(shares.items())}}
+        if spf.state.get("qos") != qos:
+            spf.state["qos"] = qos
+            spf.dirty = True
+
     def read_vf(self, pf_id: str, vfid: int) -> dict:
         return copy.deepcopy(self._pf(pf_id).vf(vfid))
 

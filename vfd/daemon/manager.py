@@ -15,10 +15,12 @@ from dataclasses import dataclass, replace
 
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
+from vfd.capabilities import Feature
 from vfd.errors import BackendError, ConfigError, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import VFConfig, parse_vf_config
 from vfd.policy.admission import admit
+from vfd.policy.qos import normalise_shares
 from vfd.program import VFProgram
 from vfd.state import LiveVF, PFState
 from vfd.store import Store
@@ -61,6 +63,11 @@ class VFManager:
                                       mtu=self.main.mtu_of(pf), qos=self.main.enable_qos, index=index)
             log.info("PF %s (%s, driver %s, %d VFs, %d Mb/s) opened", pf.id, backend_name, info.driver,
                      info.vfs_count, info.link_speed)
+            if self.main.enable_qos:
+                if not info.profile.has(Feature.QOS):
+                    raise BackendError(pf.id, "enable_qos", f"per-TC QoS (DCB) is not supported by driver "
+                                                            f"{info.driver} on the {backend_name} backend")
+                self._apply_qos(self.pfs[pf.id], strict=True)   # refuses here if the backend cannot
 
     def restore(self) -> None:
         """Re-admit every live config, then program every VF of every PF to match exactly."""
@@ -81,6 +88,7 @@ class VFManager:
             self.live[port_id] = vf
         for pf in self.pfs.values():
             self.reapply_pf(pf.id, clear_unconfigured=True)
+            self._apply_qos(pf)
             log.info("PF %s is ready", pf.id)
         self.flush()
         log.info("restored %d VFs on %d PFs in %.3fs", len(self.live), len(self.pfs), time.monotonic() - t0)
@@ -152,6 +160,26 @@ class VFManager:
         for b in self.backends.values():
             b.flush()
 
+    def _apply_qos(self, pf: PFState, strict: bool = False) -> None:
+        """After any VF change on a QoS PF: every VF's shares, normalised to 100 per TC, to the NIC."""
+        if not pf.qos:
+            return
+        requested = {vfid: pf.shares_of(vf.config) for vfid, vf in pf.vfs.items()}
+        tclasses = [{"pri": t.pri, "name": t.label, "min_bw": t.min_bw, "max_bw": t.max_bw, "lsp": t.lsp,
+                     "bsp": t.bsp, "bwg": next((int(g[3:]) for g, tcs in pf.cfg.bw_grps.items() if t.pri in tcs), 0)}
+                    for t in pf.cfg.tclasses]
+        backend = self.backends[pf.backend]
+        try:
+            backend.apply_qos(pf.id, tclasses, normalise_shares(requested, pf.tcs()))
+            self.apply_errors.pop((pf.id, -1), None)
+        except BackendError as exc:
+            if strict:
+                raise
+            self.apply_errors[(pf.id, -1)] = str(exc)
+            log.error("PF %s: QoS shares not applied: %s", pf.id, exc)
+        finally:
+            backend.flush()
+
     # ---- add / update / delete ----------------------------------------------------------------
     def add(self, filename: object) -> Reply:
         try:
@@ -180,6 +208,7 @@ class VFManager:
         vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
         pf.add(vf)
         self.live[port_id] = vf
+        self._apply_qos(pf)
         log.info("vf added: %s on PF %s VF %d", port_id, pf.id, cfg.vfid)
         return _ok(f"vf added successfully: {port_id}")
 
@@ -228,6 +257,9 @@ class VFManager:
         old_pf.remove(old)
         pf.add(new)
         self.live[old.port_id] = new
+        self._apply_qos(pf)
+        if old_pf is not pf:
+            self._apply_qos(old_pf)
         log.info("vf updated: %s on PF %s VF %d (%s)", old.port_id, pf.id, cfg.vfid,
                  ", ".join(program.changed_fields(old.program if same_vf else None)) or "no change")
         return new
@@ -263,6 +295,7 @@ class VFManager:
         pf.remove(vf)
         del self.live[port_id]
         self.apply_errors.pop((pf.id, vf.vfid), None)
+        self._apply_qos(pf)
         log.info("vf deleted: %s from PF %s VF %d", port_id, pf.id, vf.vfid)
         return _ok(f"vf deleted successfully: {port_id}")
 
@@ -425,6 +458,10 @@ class VFManager:
                          f"vfs {pf.vfs_count} live {len(pf.vfs)} mtu {pf.mtu} speed {pf.link_speed}")
             lines.append(f"  distinct vlans {len(pf.vlan_refs)}/{pf.profile.vlan_filter_size}, macs "
                          f"{pf.mac_total}/{pf.profile.mac_table_size}, guaranteed rate {pf.min_rate_sum:.3f}")
+            if pf.qos:
+                lines.append("  qos: TC share sums " + ", ".join(f"tc{tc} {pf.share_sum[tc]}%" for tc in pf.tcs())
+                             + (f"; last QoS error: {self.apply_errors[(pf.id, -1)]}" if (pf.id, -1) in self.apply_errors
+                                else ""))
             for vfid in sorted(pf.vfs):
                 vf = pf.vfs[vfid]
                 lines.append(f"  vf {vfid}: {vf.port_id} vlans {list(vf.program.vlans)} mac {vf.program.mac} "
