@@ -391,3 +391,25 @@ def test_qos_on_a_driver_without_it_is_refused_at_start(make_vfd):
     from tests.vfdlab import BIN
     r = subprocess.run([str(BIN / "vfd"), "-f", "-p", str(d.conf)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "per-TC QoS (DCB) is not supported by driver bnxt" in r.stderr
+
+
+def test_daemonised_start_writes_pid_file_and_removes_it(make_vfd):
+    import subprocess
+    from tests.vfdlab import BIN
+    d = make_vfd(start=False)
+    d.write_main()
+    r = subprocess.run([str(BIN / "vfd"), "-p", str(d.conf)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0                              # the parent returns once the child runs
+    pid_file = d.root / "vfd.pid"
+    for _ in range(100):
+        if pid_file.exists() and d.iplex("--timeout", "1", "ping").returncode == 0:
+            break
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not pid_file.exists():
+            break
+        time.sleep(0.1)
+    assert not pid_file.exists()
+    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()

@@ -265,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(daemon.run())
     finally:
         daemon.shutdown()
+        if not args.foreground:
+            try:
+                os.unlink(main_cfg.pid_fname)
+            except OSError:
+                pass
 
 
 def check(main_cfg: MainConfig) -> int:
