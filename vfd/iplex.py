@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def cmd(name: str, text: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=text, description=text)
+        s = sub.add_parser(name, help=text, description=text.replace("%%", "%"))
         _common_options(s, suppress=True)
         return s
 
@@ -79,12 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("export", "print a live VF config").add_argument("config_id", metavar="config-id")
     cmd("show", "counters: all, pfs, extended, mirror, pci (VF PCI addresses), a PF number or PF id") \
         .add_argument("what", nargs="?", default="all")
-    s = cmd("mirror", "set a VF's mirror: <pf> <vf> in|out|all|off [<target>]")
+    s = cmd("mirror", "set a VF's mirror: <pf> <vf> in|out|all|off [<target>] (both/on = all)")
     s.add_argument("pf")
     s.add_argument("vf")
     s.add_argument("dir", choices=("in", "out", "all", "both", "on", "off"))
     s.add_argument("target", nargs="?")
-    cmd("cpu_alarm", "set the daemon's CPU alarm threshold, e.g. 30%%").add_argument("pctg")
+    cmd("cpu_alarm", "set the daemon's CPU alarm threshold in percent, e.g. 30%%") \
+        .add_argument("pctg", help="percentage, with or without %%")
     s = cmd("clear_stats", "restart counters at 0: all PFs, one PF (number or id) or one VF")
     s.add_argument("pf", nargs="?")
     s.add_argument("vf", nargs="?")

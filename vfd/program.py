@@ -43,6 +43,7 @@ class VFProgram:
     link: str                  # on / off / auto
     mirror: tuple[int, str] | None  # (target vfid, in|out|all)
     pcp: int = 0               # 802.1p priority of the inserted port VLAN
+    strip_ctag: bool = False   # strip the inner (C-tag) VLAN as well (mlx5)
 
     def to_state(self) -> dict:
         d = asdict(self)
@@ -62,7 +63,7 @@ def cleared_state(mac: str | None) -> dict:
     return {"mac": mac, "macs": [], "vlans": [], "strip": False, "insert": 0, "vlan_proto": "802.1q",
             "mac_anti_spoof": False, "vlan_anti_spoof": False, "bcast": True, "mcast": False,
             "uucast": False, "untagged": False, "max_rate": 0, "min_rate": 0, "link": "auto", "mirror": None,
-            "pcp": 0}
+            "pcp": 0, "strip_ctag": False}
 
 
 def _gate(cfg: VFConfig, field: str, profile: DriverProfile, backend: str) -> bool:
@@ -153,5 +154,5 @@ def build_program(cfg: VFConfig, profile: DriverProfile, backend: str, link_spee
     return VFProgram(
         mac=macs[0] if macs else None, macs=tuple(macs[1:]), vlans=vlans, strip=strip, insert=insert,
         vlan_proto=cfg.vlan_proto, max_rate=max_rate, min_rate=min_rate, link=cfg.link_status,
-        mirror=mirror, pcp=pcp, **gates,
+        mirror=mirror, pcp=pcp, strip_ctag=cfg.strip_ctag, **gates,
     )

@@ -412,4 +412,14 @@ def test_daemonised_start_writes_pid_file_and_removes_it(make_vfd):
             break
         time.sleep(0.1)
     assert not pid_file.exists()
-    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+
+    def gone() -> bool:
+        try:
+            return "zombie" in open(f"/proc/{pid}/status").read().lower()
+        except FileNotFoundError:
+            return True
+    for _ in range(100):
+        if gone():
+            break
+        time.sleep(0.05)
+    assert gone()

@@ -132,3 +132,8 @@ def test_clear_stats_restarts_counters_at_zero(vfd):
     rows = [line.split() for line in vfd.iplex("show", "0").stdout.splitlines()[1:] if line.strip()]
     assert rows[0][6] == "5"
     assert vfd.iplex("clear_stats").stdout.strip() == "counters cleared: all PFs"
+
+
+def test_cpu_alarm_strings_are_percentages_as_in_the_main_config(vfd):
+    assert vfd.iplex("cpu_alarm", "30").stdout.strip() == "cpu alarm threshold changed to: 30%"
+    assert vfd.iplex("cpu_alarm", "inf").returncode == 1

@@ -106,3 +106,8 @@ def test_port_vlan_priority_from_the_single_traffic_class():
     narrowed = PROFILES["ixgbe"].narrowed(PROFILES["ixgbe"].features - {Feature.VLAN_PCP})
     with pytest.raises(CapabilityError):
         build_program(cfg(vlans=[3], strip_stag=True, queues=[{"priority": 4, "share": "5%"}]), narrowed, "sim", 1)
+
+
+def test_ctag_strip_is_programmed_where_supported():
+    assert prog(driver="mlx5", vlans=[5], strip_stag=True, strip_ctag=True).strip_ctag is True
+    assert prog(driver="mlx5", vlans=[5], strip_stag=True).to_state()["strip_ctag"] is False

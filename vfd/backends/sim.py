@@ -170,7 +170,7 @@ class SimBackend(NicBackend):
         # The original's order (reference 5.2): mirror, VLANs, MACs (allow-list first, default
         # last), rates, anti-spoof, strip/insert, bcast, mcast, uucast, link.
         order = ["mirror", "vlans", "vlan_proto", "macs", "mac", "max_rate", "min_rate", "vlan_anti_spoof",
-                 "mac_anti_spoof", "strip", "insert", "pcp", "bcast", "mcast", "uucast", "untagged", "link"]
+                 "mac_anti_spoof", "strip", "strip_ctag", "insert", "pcp", "bcast", "mcast", "uucast", "untagged", "link"]
         for op in order:
             if current.get(op) != target[op]:
                 self._set(spf, vfid, op, target[op], faults)

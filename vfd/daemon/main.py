@@ -20,7 +20,7 @@ from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.manager import Reply, VFManager
 from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError
-from vfd.model.mainconfig import MainConfig, load_main_config
+from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
 from vfd.store import Store
 
 log = logging.getLogger("vfd")
@@ -145,12 +145,16 @@ class Daemon:
         return Reply(True, [f"verbose level changed to: {lvl}"])
 
     def _cpu_alarm(self, value: object) -> Reply:
-        text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
         try:
-            frac = float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+            frac = parse_cpu_alarm(value)     # as in the main config: a string is a percentage
+            if not isinstance(frac, float):
+                raise ValueError
         except ValueError:
-            return Reply(False, [f"cpu_alarm needs a fraction or a percentage such as 30%, got {value!r}"])
-        if not frac >= 0.05 or frac != frac or frac == float("inf"):
+            return Reply(False, [f"cpu_alarm needs a percentage such as 30% (or a fraction as a number), "
+                                 f"got {value!r}"])
+        if frac != frac or frac == float("inf"):
+            return Reply(False, [f"cpu_alarm {value!r} is not a finite number"])
+        if frac < 0.05:
             return Reply(False, [f"cpu_alarm {value!r} is below the floor of 5%"])
         self.cpu_alarm = frac
         return Reply(True, [f"cpu alarm threshold changed to: {frac * 100:.0f}%"])

@@ -49,9 +49,8 @@ LOG = logging.getLogger(__name__)
 PLUGIN_NAME = "vfd"
 DEFAULT_VFD_CONFIG = "/etc/vfd/vfd.cfg"
 
-# vfd.iplex.request names its reply FIFO after the process id only, so two requests in flight
-# from one process (nova plugs ports from several green threads) would share it. One lock per
-# process serialises them; it also makes "look up the VF, then add" atomic against our own plugs.
+# One lock per process makes "look up the VF, then add" atomic against our own concurrent plugs
+# (nova plugs ports from several green threads); reply FIFOs are already unique per thread.
 _LOCK = threading.Lock()
 
 

@@ -98,7 +98,7 @@ def _cpu_mask(v: object) -> object:
     return f"0x{value:02x}"
 
 
-def _cpu_alarm(v: object) -> object:
+def parse_cpu_alarm(v: object) -> object:
     """Fraction (1.05 = 105%) or a percentage string ("30%" or "30")."""
     if isinstance(v, str):
         text = v.strip().rstrip("%").strip()
@@ -139,7 +139,7 @@ class MainConfig(StrictModel):
     default_mtu: int = Field(default=MAX_MTU, ge=68, le=MAX_MTU)
     mtu: int | None = Field(default=None, ge=68, le=MAX_MTU)  # legacy spelling of default_mtu
     delete_keep: bool = False
-    cpu_alarm: Annotated[float, BeforeValidator(_cpu_alarm), Field(ge=0.05, allow_inf_nan=False)] = 0.10
+    cpu_alarm: Annotated[float, BeforeValidator(parse_cpu_alarm), Field(ge=0.05, allow_inf_nan=False)] = 0.10
     cpu_alarm_type: str = "WRN:"
     backend: Backend = "sim"
     dpdk_file_prefix: str = Field(default="vfd", pattern=r"^[A-Za-z0-9_-]{1,32}$")

@@ -413,7 +413,7 @@ class KernelBackend(NicBackend):
             "bcast": True, "mcast": True, "uucast": trust, "untagged": False,
             "max_rate": k["max_tx_rate"], "min_rate": k["min_tx_rate"],
             "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
-            "pcp": k["qos"], "present": True,
+            "pcp": k["qos"], "strip_ctag": False, "present": True,
         }
 
     def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
