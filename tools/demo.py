@@ -64,7 +64,7 @@ def main() -> int:
         print(json.dumps(state["vfs"]["1"], indent=1))
         say("iplex status web-vm-port1: desired vs programmed")
         iplex(conf, "status", "web-vm-port1")
-        say("a bad config is refused with every problem named, and nothing changes")
+        say("a bad config is refused with every problem named; nothing live changes (the drop file becomes .error)")
         shutil.copy(ROOT / "examples" / "bad" / "broken-vm-port1.json", tmp / "config")
         if iplex(conf, "add", "broken-vm-port1") == 0:
             print("the bad config was accepted: demo failed", file=sys.stderr)
