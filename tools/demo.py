@@ -8,7 +8,6 @@ stops the daemon with SIGTERM, leaving no process behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

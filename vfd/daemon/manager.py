@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
 from vfd.capabilities import Feature
-from vfd.errors import BackendError, ConfigError, RequestError, VfdError
+from vfd.errors import BackendError, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import VFConfig, parse_vf_config
 from vfd.policy.admission import admit
@@ -569,4 +569,4 @@ class VFManager:
                 log.exception("closing backend %s failed", b.name)
 
 
-__all__ = ["VFManager", "Reply", "ConfigError"]
+__all__ = ["VFManager", "Reply"]
