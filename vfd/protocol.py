@@ -24,10 +24,13 @@ def encode_request(action: str, r_fifo: str, **params) -> bytes:
     return (json.dumps(body) + "\n\n").encode()
 
 
-def encode_response(rid: str, ok: bool, lines: list[str]) -> bytes:
+def encode_response(rid: str, ok: bool, lines: list[str], data: dict | None = None) -> bytes:
+    """`msg` is prose for people (and the original's clients); `data`, when present, is the same
+    answer as JSON for programs (docs/iplex.md): integrations read `data`, never `msg`."""
     head = json.dumps({"action": "response", "vfd_rid": rid, "state": "OK" if ok else "ERROR"})[:-1]
     msg = ",\n".join(json.dumps(line) for line in lines if line is not None)
-    return f'{head}, "msg": [\n{msg}\n]}}\n{EOM}\n'.encode()
+    extra = f', "data": {json.dumps(data)}' if data is not None else ""
+    return f'{head}, "msg": [\n{msg}\n]{extra}}}\n{EOM}\n'.encode()
 
 
 def decode_response(text: str) -> dict:

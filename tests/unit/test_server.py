@@ -14,11 +14,11 @@ class Capture(RequestServer):
         self.replies = []
         self.handled = []
 
-    def handle(self, action, params):
+    def handle(self, action, params, requester_uid):
         self.handled.append((action, params))
-        return True, [f"did {action}"]
+        return True, [f"did {action}"], None
 
-    def _reply(self, r_fifo, rid, ok, lines):
+    def _reply(self, r_fifo, rid, ok, lines, data=None):
         self.replies.append((r_fifo, rid, ok, lines))
 
     def feed(self, data: bytes):

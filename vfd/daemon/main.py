@@ -96,27 +96,27 @@ class Daemon:
         self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
 
     # ---- requests ---------------------------------------------------------------------------
-    def handle(self, action: str, params: dict) -> tuple[bool, list[str]]:
+    def handle(self, action: str, params: dict, requester_uid: int | None = 0) -> tuple[bool, list[str], dict | None]:
         lvl = params.get("loglevel", 0)
         raised = isinstance(lvl, int) and not isinstance(lvl, bool) and level_for(lvl) < log.level
         if raised:
             log.setLevel(level_for(lvl))  # per-request verbosity, restored when the reply is built
         try:
-            reply = self._dispatch(action, params)
+            reply = self._dispatch(action, params, requester_uid)
         finally:
             if raised:
                 log.setLevel(self.level)
-        return reply.ok, reply.lines
+        return reply.ok, reply.lines, reply.data
 
-    def _dispatch(self, action: str, params: dict):
+    def _dispatch(self, action: str, params: dict, uid: int | None):
         m = self.manager
         filename = params.get("filename", params.get("resource"))
         if action == "add":
-            return m.add(filename)
+            return m.add(filename, requester_uid=uid)
         if action == "update":
-            return m.update(filename)
+            return m.update(filename, requester_uid=uid)
         if action == "delete":
-            return m.delete(filename)
+            return m.delete(filename, requester_uid=uid)
         if action == "status":
             return m.status(filename)
         if action == "show":
@@ -126,15 +126,15 @@ class Daemon:
         if action == "dump":
             return m.dump()
         if action == "mirror":
-            return m.mirror(params.get("resource"))
+            return m.mirror(params.get("resource"), requester_uid=uid)
         if action == "export":
-            return m.export(filename, params.get("output"))
+            return m.export(filename, params.get("output"), requester_uid=uid)
         if action == "verbose":
             return self._verbose(params.get("loglevel"))
         if action == "cpu_alarm":
             return self._cpu_alarm(params.get("resource"))
         if action == "clear_stats":
-            return m.clear_stats(params.get("resource", "all"))
+            return m.clear_stats(params.get("resource", "all"), requester_uid=uid)
         raise AssertionError(action)
 
     def _verbose(self, lvl: object) -> Reply:

@@ -33,6 +33,7 @@ log = logging.getLogger("vfd.manager")
 class Reply:
     ok: bool
     lines: list[str]
+    data: dict | None = None     # the same answer for programs (docs/iplex.md); msg lines are for people
 
 
 def _ok(*lines: str) -> Reply:
@@ -181,7 +182,7 @@ class VFManager:
             backend.flush()
 
     # ---- add / update / delete ----------------------------------------------------------------
-    def add(self, filename: object) -> Reply:
+    def add(self, filename: object, requester_uid: int | None = 0) -> Reply:
         try:
             path, port_id = self.store.resolve(filename, "config")
         except RequestError as exc:
@@ -212,7 +213,7 @@ class VFManager:
         log.info("vf added: %s on PF %s VF %d", port_id, pf.id, cfg.vfid)
         return _ok(f"vf added successfully: {port_id}")
 
-    def update(self, filename: object) -> Reply:
+    def update(self, filename: object, requester_uid: int | None = 0) -> Reply:
         try:
             path, port_id = self.store.resolve(filename, "config")
             old = self.live.get(port_id)
@@ -264,7 +265,7 @@ class VFManager:
                  ", ".join(program.changed_fields(old.program if same_vf else None)) or "no change")
         return new
 
-    def delete(self, filename: object) -> Reply:
+    def delete(self, filename: object, requester_uid: int | None = 0) -> Reply:
         try:
             path, port_id = self.store.resolve(filename, "live")
             vf = self.live.get(port_id)
@@ -421,7 +422,7 @@ class VFManager:
             return raw
         return replace(raw, **{c: getattr(raw, c) - getattr(base, c) for c in COUNTERS})
 
-    def clear_stats(self, resource: object) -> Reply:
+    def clear_stats(self, resource: object, requester_uid: int | None = 0) -> Reply:
         """`all`, `<pf>` (number or id: the PF and its VFs) or `<pf> <vf>`: counters start again at 0."""
         parts = resource.split() if isinstance(resource, str) else []
         if not parts or parts == ["all"]:
@@ -488,7 +489,7 @@ class VFManager:
         return Reply(True, lines)
 
     # ---- other actions ------------------------------------------------------------------------
-    def mirror(self, resource: object) -> Reply:
+    def mirror(self, resource: object, requester_uid: int | None = 0) -> Reply:
         """`pf vf dir [target]`: change a live VF's mirror; persisted in its live config."""
         parts = resource.split() if isinstance(resource, str) else []
         if len(parts) not in (3, 4):
@@ -519,7 +520,7 @@ class VFManager:
         return _ok(f"mirror update successful: pf {pf.id} vf {vf.vfid} {direction}"
                    + (f" -> vf {parts[3]}" if direction != "off" else ""))
 
-    def export(self, filename: object, output: object) -> Reply:
+    def export(self, filename: object, output: object, requester_uid: int | None = 0) -> Reply:
         try:
             _, port_id = self.store.resolve(filename, "live")
             if port_id not in self.live:

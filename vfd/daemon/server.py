@@ -26,7 +26,8 @@ REPLY_DEADLINE = 5.0            # seconds a slow reader gets before its reply is
 _RFIFO_RE = re.compile(rb'"r_fifo"\s*:\s*"([^"\\]{1,512})"')
 _decoder = json.JSONDecoder()
 
-Handler = Callable[[str, dict], tuple[bool, list[str]]]
+# handler(action, params, requester_uid) -> (ok, msg lines, data or None); see vfd/policy/authz.py
+Handler = Callable[[str, dict, "int | None"], tuple[bool, list[str], "dict | None"]]
 
 
 class RequestServer:
@@ -152,12 +153,24 @@ class RequestServer:
                                              f"of {', '.join(ACTIONS)}"])
             return
         try:
-            ok, lines = self.handler(action.lower(), params)
+            ok, lines, data = self.handler(action.lower(), params, self._requester(r_fifo))
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the daemon
             log.exception("internal error serving %s", action)
-            ok, lines = False, [f"internal error while serving {action}: {exc}"]
+            ok, lines, data = False, [f"internal error while serving {action}: {exc}"], None
         self.served += 1
-        self._reply(r_fifo, rid, ok, lines)
+        self._reply(r_fifo, rid, ok, lines, data)
+
+    def _requester(self, r_fifo: str) -> int | None:
+        """Who asked: the owner of the reply FIFO (creating a FIFO owned by someone else takes root).
+        None when it cannot be told; such a requester may only read (vfd/policy/authz.py)."""
+        p = self._reply_path(r_fifo)
+        if p is None:
+            return None
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return None
+        return st.st_uid if stat.S_ISFIFO(st.st_mode) else None
 
     # ---- replies ----------------------------------------------------------------------------
     def _reply_path(self, r_fifo: str) -> str | None:
@@ -176,7 +189,7 @@ class RequestServer:
             return None
         return path
 
-    def _reply(self, r_fifo: str, rid: str, ok: bool, lines: list[str]) -> None:
+    def _reply(self, r_fifo: str, rid: str, ok: bool, lines: list[str], data: dict | None = None) -> None:
         p = self._reply_path(r_fifo)
         if p is None:
             return
@@ -194,8 +207,7 @@ class RequestServer:
             os.close(fd)
             log.warning("reply fifo %s is not a FIFO: reply dropped", p)
             return
-        data = encode_response(rid, ok, lines)
-        self._write(fd, data, time.monotonic() + REPLY_DEADLINE)
+        self._write(fd, encode_response(rid, ok, lines, data), time.monotonic() + REPLY_DEADLINE)
 
     def _write(self, fd: int, data: bytes, deadline: float) -> None:
         while data:
