@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test unit system-deps bench schema clean
+.PHONY: install demo test unit system-deps bench schema deb clean
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ demo: install
 # with netdevsim). Needs root, as CI has; without root those tests say why they skip.
 system-deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-	  bash tools/dpdk/setup.sh && bash tools/kernel-lab/setup.sh; \
+	  bash tools/dpdk/setup.sh && bash tools/kernel-lab/setup.sh && bash tools/packaging/setup.sh; \
 	else echo "system-deps: not root, skipping Debian packages (DPDK and kernel-lab tests will skip)"; fi
 
 test: install system-deps
@@ -38,6 +38,11 @@ bench: install
 schema: install
 	$(VENV)/bin/vfd --schema main > docs/schema/vfd.cfg.schema.json
 	$(VENV)/bin/vfd --schema vf > docs/schema/vf-config.schema.json
+
+# The Debian package (docs/packaging.md): dist/vfd_<version>_<arch>.deb.
+deb:
+	bash tools/packaging/setup.sh
+	bash tools/packaging/build-deb.sh dist
 
 clean:
 	rm -rf $(VENV) .cache
