@@ -60,11 +60,13 @@ def deb(tmp_path_factory):
 @pytest.fixture(scope="module")
 def install(deb):
     had_group = _group_exists("vfd")
-    sh("dpkg", "-i", str(deb))
-    yield deb
-    purge()
-    if not had_group and _group_exists("vfd"):
-        sh("delgroup", "--system", "--quiet", "vfd", check=False)    # the package keeps it, by policy
+    try:
+        sh("dpkg", "-i", str(deb))
+        yield deb
+    finally:                                      # also when dpkg -i failed half-way
+        purge()
+        if not had_group and _group_exists("vfd"):
+            sh("delgroup", "--system", "--quiet", "vfd", check=False)    # the package keeps it, by policy
 
 
 def _group_exists(name: str) -> bool:
