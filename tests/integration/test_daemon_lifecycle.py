@@ -114,3 +114,95 @@ def test_stop_callbacks_run_concurrently_within_one_budget(make_vfd):
     assert log.count("killed: still running after the 3s budget") == 4
     assert "vfd stopped" in log
     assert not subprocess.run(["pgrep", "-f", "^/bin/sleep 100$"], capture_output=True).stdout
+
+
+def test_sighup_with_an_unusable_log_dir_keeps_the_log_and_still_reapplies(make_vfd):
+    """Issue 10.12: the handlers were removed before the new ones failed; vfd.log stayed closed."""
+    d = make_vfd(start=False, log_level=1)
+    logs = d.root / "logs"
+    d.main["log_dir"] = str(logs)
+    d.start()
+    assert d.add("vm1", vf_config(PF, 1)).returncode == 0
+    blocker = d.root / "not-a-dir"
+    blocker.write_text("")
+    d.main["log_dir"] = str(blocker / "logs")
+    d.write_main()
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.add("vm2", vf_config(PF, 2)).returncode == 0       # served after the SIGHUP
+    text = (logs / "vfd.log").read_text()
+    assert f"SIGHUP: log_dir {blocker / 'logs'} unusable" in text
+    assert "vf added: vm2" in text.split("SIGHUP: log_dir")[1]
+    assert d.vf_state(1)["vlans"] == [10] and d.vf_state(2)["vlans"] == [10]
+
+
+def _check(d) -> subprocess.CompletedProcess:
+    d.write_main()
+    return subprocess.run([str(BIN / "vfd"), "--check", "-p", str(d.conf)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def _start_fails(d) -> subprocess.CompletedProcess:
+    d.write_main()
+    return subprocess.run([str(BIN / "vfd"), "-f", "-p", str(d.conf)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("driver,pf_extra,main_extra,message", [
+    ("mlx5", {"enable_loopback": True}, {}, "enable_loopback failed: driver mlx5 has no PF TX loopback control"),
+    ("bnxt", {}, {"enable_qos": True}, "enable_qos failed: per-TC QoS (DCB) is not supported by driver bnxt "
+                                       "on the sim backend")])
+def test_check_refuses_what_start_up_refuses_with_the_same_message(make_vfd, driver, pf_extra, main_extra,
+                                                                   message):
+    """Issue 10.3: --check passed configs the daemon then refused to start with."""
+    d = make_vfd([sim_pf(PF, 4, driver, **pf_extra)], start=False, **main_extra)
+    r = _check(d)
+    assert r.returncode == 1 and message in r.stdout, r.stdout + r.stderr
+    r = _start_fails(d)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert not d.sim_dir.exists() or not list(d.sim_dir.iterdir())   # refused before the NIC
+
+
+def test_check_admits_live_configs_against_their_pf(make_vfd):
+    """Two live configs for one VF parse fine each; admission (as at start) refuses the second."""
+    d = make_vfd([sim_pf(PF, 4)])
+    assert d.add("vm1", vf_config(PF, 1)).returncode == 0
+    d.stop()
+    (d.live_dir / "vm2.json").write_text(json.dumps(vf_config(PF, 1, name="other")))
+    r = _check(d)
+    assert r.returncode == 1, r.stdout
+    assert "vm2.json" in r.stdout and "rule vf_free" in r.stdout, r.stdout
+    assert "1 live configs ok, 1 bad" in r.stdout
+
+
+@pytest.mark.parametrize("key", ["config_dir", "log_dir", "sim_state_dir"])
+def test_unusable_paths_stop_start_up_before_any_nic_is_touched(make_vfd, key):
+    """Issue 10.14: a bad path failed with a raw traceback after every VF was already reprogrammed."""
+    d = make_vfd(start=False)
+    blocker = d.root / "plain-file"
+    blocker.write_text("")
+    bad = blocker / "sub"
+    d.main[key] = str(bad)
+    r = _start_fails(d)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"vfd: {key} {bad}: cannot be created: {blocker} is not a directory"]
+    assert "Traceback" not in r.stderr
+    if key != "sim_state_dir":
+        assert not d.sim_dir.exists()                    # no PF was opened
+
+
+def test_verbose_level_outside_the_range_or_missing_is_refused(make_vfd):
+    """Issue 10.4: loglevel 9 was accepted and a bare verbose set level 0."""
+    d = make_vfd()
+    for params, words in [({"loglevel": 9}, "verbose level 9 is not a whole number in 0..5"),
+                          ({}, "verbose needs a level: loglevel 0..5 (none given)"),
+                          ({"loglevel": -1}, "verbose level -1")]:
+        reply = d.request("verbose", **params)
+        assert reply["state"] == "ERROR" and words in " ".join(reply["msg"]), reply
+    assert d.request("verbose", loglevel=5)["state"] == "OK"
+
+
+def test_cpu_alarm_takes_percentages_only(make_vfd):
+    d = make_vfd()
+    r = d.iplex("cpu_alarm", "0.3")
+    assert r.returncode == 1 and "is 0.3%, below the floor of 5%" in r.stdout + r.stderr
+    assert d.request("cpu_alarm", resource=0.3)["state"] == "ERROR"
+    assert "changed to: 30%" in d.iplex("cpu_alarm", "30").stdout

@@ -30,6 +30,7 @@ CPU_CHECK_EVERY = 5.0
 # All stop callbacks together get at most this long: well inside systemd's stop timeout (90 s by
 # default and in packaging/vfd.service), leaving time to turn mirrors off and close the PFs.
 STOP_CALLBACKS_CAP = 60.0
+VERBOSE_MIN, VERBOSE_MAX = 0, 5      # the original's verbosity range (iplex verbose --loglevel)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -142,24 +143,29 @@ class Daemon:
         raise AssertionError(action)
 
     def _verbose(self, lvl: object) -> Reply:
-        if not isinstance(lvl, int) or isinstance(lvl, bool) or lvl < 0:
-            return Reply(False, [f"verbose level must be a whole number >= 0, got {lvl!r}"])
+        """The original's verbosity 0..5 (logsetup.LEVELS); anything else, or none, is refused."""
+        if lvl is None:
+            return Reply(False, [f"verbose needs a level: loglevel {VERBOSE_MIN}..{VERBOSE_MAX} (none given)"])
+        if not isinstance(lvl, int) or isinstance(lvl, bool) or not VERBOSE_MIN <= lvl <= VERBOSE_MAX:
+            return Reply(False, [f"verbose level {lvl!r} is not a whole number in {VERBOSE_MIN}..{VERBOSE_MAX}"])
         self.level = level_for(lvl)
         log.setLevel(self.level)
         return Reply(True, [f"verbose level changed to: {lvl}"])
 
     def _cpu_alarm(self, value: object) -> Reply:
+        """A percentage, as iplex sends it ("30%" or "30"); the fraction form (a JSON number) is the
+        main config's only: no client could send it (docs/differences.md)."""
+        if not isinstance(value, str):
+            return Reply(False, [f"cpu_alarm needs a percentage such as 30% or 30, got {value!r}"])
         try:
-            frac = parse_cpu_alarm(value)     # as in the main config: a string is a percentage
-            if not isinstance(frac, float):
-                raise ValueError
+            frac = parse_cpu_alarm(value)
         except ValueError:
-            return Reply(False, [f"cpu_alarm needs a percentage such as 30% (or a fraction as a number), "
-                                 f"got {value!r}"])
-        if frac != frac or frac == float("inf"):
+            return Reply(False, [f"cpu_alarm needs a percentage such as 30% or 30, got {value!r}"])
+        if frac != frac or frac in (float("inf"), float("-inf")):
             return Reply(False, [f"cpu_alarm {value!r} is not a finite number"])
         if frac < 0.05:
-            return Reply(False, [f"cpu_alarm {value!r} is below the floor of 5%"])
+            return Reply(False, [f"cpu_alarm {value!r} is {frac * 100:g}%, below the floor of 5% "
+                                 f"(the value is a percentage: 30 or 30% means 30%)"])
         self.cpu_alarm = frac
         return Reply(True, [f"cpu alarm threshold changed to: {frac * 100:.0f}%"])
 

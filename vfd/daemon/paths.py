@@ -17,9 +17,9 @@ def _dir_problem(path: str) -> str | None:
     p = os.path.abspath(path)
     try:
         st = os.stat(p)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         parent = os.path.dirname(p)
-        while parent != os.path.dirname(parent) and not os.path.lexists(parent):
+        while parent != os.path.dirname(parent) and not os.path.isdir(parent) and not os.path.lexists(parent):
             parent = os.path.dirname(parent)
         try:
             pst = os.stat(parent)
@@ -41,18 +41,19 @@ def _dir_problem(path: str) -> str | None:
 
 def check_paths(main: MainConfig, daemonise: bool) -> list[str]:
     """Every directory the daemon will write in, as `<key> <path>: <reason>` lines (empty: all usable)."""
-    wanted = [("config_dir", main.config_dir), ("config_dir (its _live sibling)", main.live_dir)]
+    wanted = [("config_dir", main.config_dir, main.config_dir), ("config_dir", main.config_dir, main.live_dir)]
     if main.log_dir.strip() != "stderr":
-        wanted.append(("log_dir", main.log_dir.strip()))
+        wanted.append(("log_dir", main.log_dir.strip(), main.log_dir.strip()))
     if any(main.backend_of(pf) == "sim" for pf in main.pciids):
-        wanted.append(("sim_state_dir", main.sim_state_dir))
+        wanted.append(("sim_state_dir", main.sim_state_dir, main.sim_state_dir))
     if daemonise:
-        wanted.append(("pid_fname", os.path.dirname(os.path.abspath(main.pid_fname))))
-    problems = []
-    for key, path in wanted:
-        why = _dir_problem(path)
+        wanted.append(("pid_fname", main.pid_fname, os.path.dirname(os.path.abspath(main.pid_fname))))
+    problems, failed = [], set()
+    for key, shown, directory in wanted:
+        why = None if key in failed else _dir_problem(directory)
         if why is not None:
-            shown = main.pid_fname if key == "pid_fname" else path
-            problems.append(f"{key} {shown}: {why}" if key != "pid_fname" else
-                            f"pid_fname {shown}: its directory {path}: {why}")
+            failed.add(key)
+            where = f" (its directory {directory})" if key == "pid_fname" else \
+                (f" (the live directory {directory})" if directory != shown else "")
+            problems.append(f"{key} {shown}{where}: {why}")
     return problems
