@@ -122,3 +122,11 @@ def test_pf_settings_the_driver_lacks_are_refused_before_the_state_file_is_writt
     with pytest.raises(BackendError, match="enable_loopback failed: driver mlx5 has no PF TX loopback control"):
         SimBackend(main).open_pf(main.pciids[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sim_does_not_claim_mailbox_policing(tmp_path):
+    """Issue 10.8: docs/sim.md said "mailbox policing: yes"; the sim has no mailbox."""
+    from vfd.capabilities import Feature
+    for driver in ("ixgbe", "i40e", "bnxt", "mlx5"):
+        main = _sim_main(tmp_path / driver, [{"id": "p0", "vfs_count": 2, "sim": {"driver": driver}}])
+        assert not SimBackend(main).open_pf(main.pciids[0]).profile.has(Feature.MAILBOX)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats, pci_vf_address
 from vfd.backends.fswatch import DirWatch
-from vfd.capabilities import check_pf_settings, profile_for
+from vfd.capabilities import Feature, check_pf_settings, profile_for
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import PFConfig, SimNic
@@ -31,6 +31,8 @@ log = logging.getLogger("vfd.sim")
 # 0000:07:00.0 is 0000:07:10.2).
 DEFAULT_VF_OFFSET = 128
 DEFAULT_VF_STRIDE = 2
+# What the families can do but the model has no part for: VFs here send no mailbox messages.
+NOT_MODELLED = frozenset({Feature.MAILBOX})
 
 
 def state_file_name(pf_id: str) -> str:
@@ -44,7 +46,8 @@ def sim_pf_info(main, pf: PFConfig) -> PFInfo:
     """What a sim PF is, from the main config alone (no state file touched): start-up and
     `vfd --check` both use it, so both refuse the same configs with the same message."""
     nic = pf.sim or SimNic()
-    profile = profile_for(nic.driver)
+    family = profile_for(nic.driver)
+    profile = family.narrowed(family.features - NOT_MODELLED)
     vfs_count = pf.vfs_count if pf.vfs_count is not None else min(8, profile.max_vfs)
     if vfs_count > profile.max_vfs:
         raise BackendError(pf.id, "create VFs", f"vfs_count {vfs_count} exceeds the {nic.driver} maximum "
