@@ -72,7 +72,7 @@ def test_backend_per_pf_overrides_default():
     ("reconcile_interval", 1e-300, "greater than or equal to 0.5"),
     ("reconcile_interval", 86401, "less than or equal to 86400"),
     ("callback_timeout", 0, "greater than or equal to 1"), ("callback_timeout", 1e309, "finite"),
-    ("callback_timeout", 3601, "less than or equal to 3600"), ("log_keep", -1, "greater than or equal to 0")])
+    ("callback_timeout", 3601, "less than or equal to 3600")])
 def test_intervals_are_bounded_and_finite(key, value, rule):
     """Issue 10.14: 1e309 (infinity in JSON) passed --check and 1e-300 pinned a core."""
     msg = err(**{key: value})

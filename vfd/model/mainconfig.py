@@ -125,7 +125,7 @@ def _numa_mem(v: object) -> object:
 
 class MainConfig(StrictModel):
     log_dir: str = "/var/log/vfd"
-    log_keep: int = Field(default=30, ge=0)
+    log_keep: int = 30
     log_level: int = Field(default=0, ge=0, le=5)
     init_log_level: int = Field(default=1, ge=0, le=5)
     dpdk_log_level: int = Field(default=0, ge=0, le=8)
