@@ -113,7 +113,7 @@ def test_stop_callbacks_run_concurrently_within_one_budget(make_vfd):
     log = d.log_text()
     assert log.count("killed: still running after the 3s budget") == 4
     assert "vfd stopped" in log
-    assert not subprocess.run(["pgrep", "-f", "^/bin/sleep 100$"], capture_output=True).stdout
+    assert not _sleeping("100")
 
 
 def test_sighup_with_an_unusable_log_dir_keeps_the_log_and_still_reapplies(make_vfd):
@@ -206,3 +206,24 @@ def test_cpu_alarm_takes_percentages_only(make_vfd):
     assert r.returncode == 1 and "is 0.3%, below the floor of 5%" in r.stdout + r.stderr
     assert d.request("cpu_alarm", resource=0.3)["state"] == "ERROR"
     assert "changed to: 30%" in d.iplex("cpu_alarm", "30").stdout
+
+
+def test_a_start_callback_still_running_does_not_hold_up_shutdown(make_vfd):
+    """A start_cb within its (long) budget is killed at SIGTERM rather than waited for."""
+    d = make_vfd([sim_pf(PF, 8)], callback_timeout=600)
+    assert d.add("vm1", vf_config(PF, 1, start_cb="/bin/sleep 300")).returncode == 0
+    d.stop()
+    d.start()
+    deadline = time.monotonic() + 20
+    while not _sleeping("300") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sleeping("300")
+    t0 = time.monotonic()
+    assert d.stop(signal.SIGTERM, timeout=60) == 0
+    assert time.monotonic() - t0 < 8
+    assert "start_cb for vm1 killed: vfd is stopping" in d.log_text()
+    assert not _sleeping("300")
+
+
+def _sleeping(seconds: str) -> bool:
+    return bool(subprocess.run(["pgrep", "-f", f"^/bin/sleep {seconds}$"], capture_output=True).stdout)

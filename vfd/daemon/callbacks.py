@@ -103,42 +103,65 @@ def _start(cb: Callback) -> _Running | None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.returncode is not None:
+        return                                  # reaped: its pid may already be someone else's
     try:
         os.killpg(proc.pid, signal.SIGKILL)     # the callback's session: it and whatever it started
     except ProcessLookupError:
         pass
-    proc.wait()
+
+
+class Batch:
+    """Callbacks started together. `wait` reaps them within one budget; `stop` (another thread, at
+    shutdown) kills what is still running, so a long start_cb never holds up vfd's exit."""
+
+    def __init__(self, callbacks: list[Callback]):
+        self.running: list[_Running] = []
+        self.results: dict[str, int | None] = {}
+        self.stopping = False
+        for cb in callbacks:
+            r = _start(cb)
+            if r is None:
+                self.results[cb.port_id] = None
+            else:
+                self.running.append(r)
+
+    def wait(self, budget: float) -> dict[str, int | None]:
+        """{port id: exit status, or None when not run or killed}."""
+        deadline = time.monotonic() + budget
+        for r in self.running:
+            cb = r.cb
+            try:
+                rc = r.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(r.proc)
+                r.proc.wait()
+                log.error("%s for %s killed: still running after the %.0fs budget: %s", cb.which, cb.port_id,
+                          budget, cb.command)
+                rc = None
+            else:
+                if self.stopping and rc == -signal.SIGKILL:
+                    log.error("%s for %s killed: vfd is stopping: %s", cb.which, cb.port_id, cb.command)
+                    rc = None
+                else:
+                    r.out.seek(0)
+                    text = r.out.read(OUTPUT_LOGGED * 4).decode(errors="replace").strip()
+                    level = logging.INFO if rc == 0 else logging.WARNING
+                    log.log(level, "%s for %s exited %d%s", cb.which, cb.port_id, rc,
+                            f": {text[:OUTPUT_LOGGED]}" if text else "")
+            r.out.close()
+            self.results[cb.port_id] = rc
+        return self.results
+
+    def stop(self) -> None:
+        self.stopping = True
+        for r in self.running:
+            _kill_group(r.proc)
 
 
 def run_callbacks(callbacks: list[Callback], budget: float) -> dict[str, int | None]:
-    """Run a batch concurrently; return {port id: exit status, or None when not run or killed}."""
-    running = []
-    results: dict[str, int | None] = {}
-    for cb in callbacks:
-        r = _start(cb)
-        if r is None:
-            results[cb.port_id] = None
-        else:
-            running.append(r)
-    deadline = time.monotonic() + budget
-    for r in running:
-        cb = r.cb
-        try:
-            rc = r.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _kill_group(r.proc)
-            log.error("%s for %s killed: still running after the %.0fs budget: %s", cb.which, cb.port_id,
-                      budget, cb.command)
-            rc = None
-        else:
-            r.out.seek(0)
-            text = r.out.read(OUTPUT_LOGGED * 4).decode(errors="replace").strip()
-            level = logging.INFO if rc == 0 else logging.WARNING
-            log.log(level, "%s for %s exited %d%s", cb.which, cb.port_id, rc,
-                    f": {text[:OUTPUT_LOGGED]}" if text else "")
-        r.out.close()
-        results[cb.port_id] = rc
-    return results
+    """Run a batch concurrently and wait for it within the budget."""
+    return Batch(callbacks).wait(budget)
 
 
 def run_callback(which: str, port_id: str, command: str, uid: int, timeout: float) -> int | None:

@@ -15,7 +15,7 @@ import time
 
 from vfd import __version__
 from vfd.backends import create_backend
-from vfd.daemon.callbacks import Callback, run_callbacks
+from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import Reply, VFManager
@@ -96,6 +96,7 @@ class Daemon:
         self.server: RequestServer | None = None
         self.stopping: asyncio.Event | None = None
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfd-cb")
+        self.start_batch: Batch | None = None
         self.cpu_alarm = main.cpu_alarm
         self.level = level_for(main.log_level)
         self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
@@ -208,7 +209,8 @@ class Daemon:
         if wait:
             run_callbacks(batch, min(budget, STOP_CALLBACKS_CAP))
         else:
-            self.pool.submit(run_callbacks, batch, budget)
+            self.start_batch = Batch(batch)
+            self.pool.submit(self.start_batch.wait, budget)
 
     def reload(self) -> None:
         """SIGHUP: re-read the main config's log settings, then re-apply every VF. Settings that
@@ -248,6 +250,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop callbacks, mirrors off, ports closed: exiting with PFs open has crashed hosts."""
         try:
+            if self.start_batch is not None:
+                self.start_batch.stop()           # start_cbs still running would hold up the exit
             self.run_callbacks("stop_cb", wait=True)
             self.manager.mirrors_off()
         finally:
