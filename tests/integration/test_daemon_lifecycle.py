@@ -211,18 +211,19 @@ def test_cpu_alarm_takes_percentages_only(make_vfd):
 def test_a_start_callback_still_running_does_not_hold_up_shutdown(make_vfd):
     """A start_cb within its (long) budget is killed at SIGTERM rather than waited for."""
     d = make_vfd([sim_pf(PF, 8)], callback_timeout=600)
-    assert d.add("vm1", vf_config(PF, 1, start_cb="/bin/sleep 300")).returncode == 0
+    secs = str(300 + os.getpid() % 500)                  # not mistaken for another run's sleep
+    assert d.add("vm1", vf_config(PF, 1, start_cb=f"/bin/sleep {secs}")).returncode == 0
     d.stop()
     d.start()
     deadline = time.monotonic() + 20
-    while not _sleeping("300") and time.monotonic() < deadline:
+    while not _sleeping(secs) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _sleeping("300")
+    assert _sleeping(secs)
     t0 = time.monotonic()
     assert d.stop(signal.SIGTERM, timeout=60) == 0
     assert time.monotonic() - t0 < 8
     assert "start_cb for vm1 killed: vfd is stopping" in d.log_text()
-    assert not _sleeping("300")
+    assert not _sleeping(secs)
 
 
 def _sleeping(seconds: str) -> bool:
