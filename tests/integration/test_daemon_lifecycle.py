@@ -104,8 +104,9 @@ def test_callback_of_an_owner_without_passwd_entry_is_refused(make_vfd, shared):
 def test_stop_callbacks_run_concurrently_within_one_budget(make_vfd):
     """Issue 10.13: four `sleep 100` stop_cbs with callback_timeout 3 took 12 s one after another."""
     d = make_vfd([sim_pf(PF, 8)], callback_timeout=3)
+    secs = str(100 + os.getpid() % 500)                  # as `sleep 100`, not mistaken for another run's
     for vf in range(1, 5):
-        assert d.add(f"vm{vf}", vf_config(PF, vf, stop_cb="/bin/sleep 100")).returncode == 0
+        assert d.add(f"vm{vf}", vf_config(PF, vf, stop_cb=f"/bin/sleep {secs}")).returncode == 0
     t0 = time.monotonic()
     assert d.stop(signal.SIGTERM, timeout=60) == 0
     took = time.monotonic() - t0
@@ -113,7 +114,7 @@ def test_stop_callbacks_run_concurrently_within_one_budget(make_vfd):
     log = d.log_text()
     assert log.count("killed: still running after the 3s budget") == 4
     assert "vfd stopped" in log
-    assert not _sleeping("100")
+    assert not _sleeping(secs)
 
 
 def test_sighup_with_an_unusable_log_dir_keeps_the_log_and_still_reapplies(make_vfd):
