@@ -116,3 +116,16 @@ def profile_for(driver: str) -> DriverProfile:
         return PROFILES[driver]
     except KeyError:
         raise KeyError(f"no capability profile for driver {driver!r}; known: {', '.join(PROFILES)}") from None
+
+
+def check_pf_settings(pf_id: str, backend: str, profile: DriverProfile, *, enable_loopback: bool,
+                      enable_qos: bool) -> None:
+    """The PF-level settings of the main config against what the PF's driver can do. Pure: start-up
+    calls it before programming a PF, `vfd --check` with the profile it can know without a NIC, so
+    both refuse the same configs with the same message."""
+    from vfd.errors import BackendError
+    if enable_loopback and not profile.has(Feature.LOOPBACK):
+        raise BackendError(pf_id, "enable_loopback", f"driver {profile.driver} has no PF TX loopback control")
+    if enable_qos and not profile.has(Feature.QOS):
+        raise BackendError(pf_id, "enable_qos", f"per-TC QoS (DCB) is not supported by driver {profile.driver} "
+                                                f"on the {backend} backend")

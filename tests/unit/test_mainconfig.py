@@ -65,3 +65,21 @@ def test_refusals():
 def test_backend_per_pf_overrides_default():
     m = parse(backend="kernel", pciids=[{"id": "eth0"}, {"id": "b", "backend": "sim", "sim": {"driver": "i40e"}}])
     assert [m.backend_of(p) for p in m.pciids] == ["kernel", "sim"]
+
+
+@pytest.mark.parametrize("key,value,rule", [
+    ("reconcile_interval", 1e309, "finite"), ("reconcile_interval", float("nan"), "finite"),
+    ("reconcile_interval", 1e-300, "greater than or equal to 0.5"),
+    ("reconcile_interval", 86401, "less than or equal to 86400"),
+    ("callback_timeout", 0, "greater than or equal to 1"), ("callback_timeout", 1e309, "finite"),
+    ("callback_timeout", 3601, "less than or equal to 3600")])
+def test_intervals_are_bounded_and_finite(key, value, rule):
+    """Issue 10.14: 1e309 (infinity in JSON) passed --check and 1e-300 pinned a core."""
+    msg = err(**{key: value})
+    assert f"field '{key}'" in msg and rule in msg, msg
+
+
+def test_interval_bounds_admit_their_ends():
+    m = parse(reconcile_interval=0.5, callback_timeout=3600)
+    assert (m.reconcile_interval, m.callback_timeout) == (0.5, 3600)
+    assert parse(reconcile_interval=86400).reconcile_interval == 86400

@@ -86,3 +86,47 @@ def test_state_survives_reopen_when_vf_count_unchanged(sim, tmp_path):
     b2 = SimBackend(b.main)
     b2.open_pf(b.main.pciids[0])
     assert b2.read_vf("0000:07:00.0", 1)["vlans"] == [9]
+
+
+def _sim_main(tmp_path, pfs, **extra):
+    return parse_main_config(json.dumps({"sim_state_dir": str(tmp_path), "pciids": pfs, **extra}), "m")
+
+
+def test_pf_ids_that_differ_only_in_slash_and_underscore_get_their_own_state_files(tmp_path):
+    """Issue 10.14: `pf/a` and `pf_a` were both written to pf_a.json."""
+    from vfd.backends.sim import state_file_name
+    main = _sim_main(tmp_path, [{"id": "pf/a", "vfs_count": 2}, {"id": "pf_a", "vfs_count": 3},
+                                {"id": "pf%2Fa", "vfs_count": 4}])
+    b = SimBackend(main)
+    for pf in main.pciids:
+        b.open_pf(pf)
+    names = {pf.id: state_file_name(pf.id) for pf in main.pciids}
+    assert len(set(names.values())) == 3
+    assert names["pf_a"] == "pf_a.json" and state_file_name("0000:07:00.0") == "0000:07:00.0.json"
+    for pf in main.pciids:
+        assert json.loads((tmp_path / names[pf.id]).read_text())["vfs_count"] == pf.vfs_count
+    assert state_file_name("..") != "...json" and "/" not in state_file_name("../x")
+
+
+@pytest.mark.parametrize("flow,crc", [(True, False), (False, True)])
+def test_flow_control_and_crc_strip_are_programmed(tmp_path, flow, crc):
+    """Issue 10.4: enable_flowcontrol and hw_strip_crc were accepted and ignored by the sim."""
+    main = _sim_main(tmp_path, [{"id": "p0", "vfs_count": 2, "hw_strip_crc": crc}], enable_flowcontrol=flow)
+    SimBackend(main).open_pf(main.pciids[0])
+    state = json.loads((tmp_path / "p0.json").read_text())
+    assert (state["flow_control"], state["strip_crc"]) == (flow, crc)
+
+
+def test_pf_settings_the_driver_lacks_are_refused_before_the_state_file_is_written(tmp_path):
+    main = _sim_main(tmp_path, [{"id": "p0", "vfs_count": 2, "enable_loopback": True, "sim": {"driver": "mlx5"}}])
+    with pytest.raises(BackendError, match="enable_loopback failed: driver mlx5 has no PF TX loopback control"):
+        SimBackend(main).open_pf(main.pciids[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sim_does_not_claim_mailbox_policing(tmp_path):
+    """Issue 10.8: docs/sim.md said "mailbox policing: yes"; the sim has no mailbox."""
+    from vfd.capabilities import Feature
+    for driver in ("ixgbe", "i40e", "bnxt", "mlx5"):
+        main = _sim_main(tmp_path / driver, [{"id": "p0", "vfs_count": 2, "sim": {"driver": driver}}])
+        assert not SimBackend(main).open_pf(main.pciids[0]).profile.has(Feature.MAILBOX)

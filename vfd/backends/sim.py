@@ -1,7 +1,7 @@
 """The sim NIC: a software PF with VFs, standing in for ixgbe / i40e / bnxt / mlx5 hardware.
 
-Its "registers" are a JSON file per PF (`<sim_state_dir>/<pf id>.json`) that users and tests
-read to see exactly what vfd programmed. Two optional files let tests play the world outside:
+Its "registers" are a JSON file per PF (`<sim_state_dir>/<pf id>.json`, the id percent-encoded
+where it is not a plain file name character, see `state_file_name`) that users and tests read to see exactly what vfd programmed. Two optional files let tests play the world outside:
 `<pf id>.stats.json` (counters the NIC would report) and `<pf id>.faults.json`
 (`{"fail": ["max_rate", ...]}`: those operations fail as a driver would, to exercise rollback).
 The capability profile of each family is `vfd.capabilities.PROFILES`.
@@ -13,11 +13,12 @@ import copy
 import json
 import logging
 import random
+import urllib.parse
 from pathlib import Path
 
 from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats, pci_vf_address
 from vfd.backends.fswatch import DirWatch
-from vfd.capabilities import Feature, profile_for
+from vfd.capabilities import Feature, check_pf_settings, profile_for
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import PFConfig, SimNic
@@ -30,6 +31,30 @@ log = logging.getLogger("vfd.sim")
 # 0000:07:00.0 is 0000:07:10.2).
 DEFAULT_VF_OFFSET = 128
 DEFAULT_VF_STRIDE = 2
+# What the families can do but the model has no part for: VFs here send no mailbox messages.
+NOT_MODELLED = frozenset({Feature.MAILBOX})
+
+
+def state_file_name(pf_id: str) -> str:
+    """One file name per PF id, never shared: every byte outside [A-Za-z0-9_.~:-] is percent-encoded
+    ("%" included), so `pf/a` is `pf%2Fa.json` and `pf_a` stays `pf_a.json`. PCI ids are unchanged."""
+    name = urllib.parse.quote(pf_id, safe=":")
+    return {".": "%2E", "..": "%2E%2E"}.get(name, name) + ".json"
+
+
+def sim_pf_info(main, pf: PFConfig) -> PFInfo:
+    """What a sim PF is, from the main config alone (no state file touched): start-up and
+    `vfd --check` both use it, so both refuse the same configs with the same message."""
+    nic = pf.sim or SimNic()
+    family = profile_for(nic.driver)
+    profile = family.narrowed(family.features - NOT_MODELLED)
+    vfs_count = pf.vfs_count if pf.vfs_count is not None else min(8, profile.max_vfs)
+    if vfs_count > profile.max_vfs:
+        raise BackendError(pf.id, "create VFs", f"vfs_count {vfs_count} exceeds the {nic.driver} maximum "
+                                                f"of {profile.max_vfs}")
+    check_pf_settings(pf.id, "sim", profile, enable_loopback=pf.enable_loopback, enable_qos=main.enable_qos)
+    return PFInfo(pf_id=pf.id, driver=nic.driver, profile=profile, vfs_count=vfs_count,
+                  link_speed=pf.speed or nic.speed)
 
 
 class SimPF:
@@ -127,24 +152,24 @@ class SimBackend(NicBackend):
 
     # ---- PF ---------------------------------------------------------------------------------
     def open_pf(self, pf: PFConfig) -> PFInfo:
+        """Every family the sim models (ixgbe, i40e, bnxt, mlx5) has PF flow control and can keep or
+        strip the CRC: both are programmed and shown in the state file ("flow_control", "strip_crc")."""
+        info = sim_pf_info(self.main, pf)
         nic = pf.sim or SimNic()
-        profile = profile_for(nic.driver)
-        vfs_count = pf.vfs_count if pf.vfs_count is not None else min(8, profile.max_vfs)
-        if vfs_count > profile.max_vfs:
-            raise BackendError(pf.id, "create VFs", f"vfs_count {vfs_count} exceeds the {nic.driver} maximum "
-                                                    f"of {profile.max_vfs}")
-        if pf.enable_loopback and not profile.has(Feature.LOOPBACK):
-            raise BackendError(pf.id, "enable_loopback", f"driver {nic.driver} has no PF TX loopback control")
+        path = self.dir / state_file_name(pf.id)
+        clash = next((other for other in self.pfs.values() if other.path == path), None)
+        if clash is not None:
+            raise BackendError(pf.id, "open", f"state file {path} is already PF {clash.cfg.id}'s")
         self.dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.dir)
-        path = self.dir / f"{pf.id.replace('/', '_')}.json"
-        spf = SimPF(pf, nic, vfs_count, self.main.mtu_of(pf), path, self.rng)
+        spf = SimPF(pf, nic, info.vfs_count, self.main.mtu_of(pf), path, self.rng)
         spf.state["loopback"] = pf.enable_loopback
         spf.state["promiscuous"] = pf.promiscuous
+        spf.state["flow_control"] = self.main.enable_flowcontrol
+        spf.state["strip_crc"] = pf.hw_strip_crc
         self.pfs[pf.id] = spf
         spf.flush()
-        speed = pf.speed or nic.speed
-        return PFInfo(pf_id=pf.id, driver=nic.driver, profile=profile, vfs_count=vfs_count, link_speed=speed)
+        return info
 
     def _pf(self, pf_id: str) -> SimPF:
         spf = self.pfs[pf_id]

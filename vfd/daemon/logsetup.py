@@ -25,11 +25,8 @@ class _Formatter(logging.Formatter):
                f"{record.getMessage()}" + (("\n" + self.formatException(record.exc_info)) if record.exc_info else "")
 
 
-def setup_logging(log_dir: str, log_keep: int, level: int) -> logging.Handler:
-    root = logging.getLogger("vfd")
-    for h in list(root.handlers):
-        root.removeHandler(h)
-        h.close()
+def build_handler(log_dir: str, log_keep: int) -> logging.Handler:
+    """The handler for these settings; raises OSError when log_dir cannot be used (nothing changed)."""
     if log_dir.strip() == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
@@ -38,6 +35,17 @@ def setup_logging(log_dir: str, log_keep: int, level: int) -> logging.Handler:
             os.path.join(log_dir.strip(), "vfd.log"), when="midnight", utc=True,
             backupCount=log_keep if log_keep > 0 else 0)
     handler.setFormatter(_Formatter())
+    return handler
+
+
+def setup_logging(log_dir: str, log_keep: int, level: int) -> logging.Handler:
+    """Swap the "vfd" logger to a new handler. The new one is built first: when log_dir is unusable
+    this raises OSError and the old handlers stay (a SIGHUP must never leave vfd without its log)."""
+    handler = build_handler(log_dir, log_keep)
+    root = logging.getLogger("vfd")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
     root.addHandler(handler)
     root.setLevel(level_for(level))
     root.propagate = False

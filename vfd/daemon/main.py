@@ -15,8 +15,9 @@ import time
 
 from vfd import __version__
 from vfd.backends import create_backend
-from vfd.daemon.callbacks import run_callback
+from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
+from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import Reply, VFManager
 from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError
@@ -26,6 +27,10 @@ from vfd.store import Store
 log = logging.getLogger("vfd")
 
 CPU_CHECK_EVERY = 5.0
+# All stop callbacks together get at most this long: well inside systemd's stop timeout (90 s by
+# default and in packaging/vfd.service), leaving time to turn mirrors off and close the PFs.
+STOP_CALLBACKS_CAP = 60.0
+VERBOSE_MIN, VERBOSE_MAX = 0, 5      # the original's verbosity range (iplex verbose --loglevel)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +96,7 @@ class Daemon:
         self.server: RequestServer | None = None
         self.stopping: asyncio.Event | None = None
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfd-cb")
+        self.start_batch: Batch | None = None
         self.cpu_alarm = main.cpu_alarm
         self.level = level_for(main.log_level)
         self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
@@ -138,24 +144,29 @@ class Daemon:
         raise AssertionError(action)
 
     def _verbose(self, lvl: object) -> Reply:
-        if not isinstance(lvl, int) or isinstance(lvl, bool) or lvl < 0:
-            return Reply(False, [f"verbose level must be a whole number >= 0, got {lvl!r}"])
+        """The original's verbosity 0..5 (logsetup.LEVELS); anything else, or none, is refused."""
+        if lvl is None:
+            return Reply(False, [f"verbose needs a level: loglevel {VERBOSE_MIN}..{VERBOSE_MAX} (none given)"])
+        if not isinstance(lvl, int) or isinstance(lvl, bool) or not VERBOSE_MIN <= lvl <= VERBOSE_MAX:
+            return Reply(False, [f"verbose level {lvl!r} is not a whole number in {VERBOSE_MIN}..{VERBOSE_MAX}"])
         self.level = level_for(lvl)
         log.setLevel(self.level)
         return Reply(True, [f"verbose level changed to: {lvl}"])
 
     def _cpu_alarm(self, value: object) -> Reply:
+        """A percentage, as iplex sends it ("30%" or "30"); the fraction form (a JSON number) is the
+        main config's only: no client could send it (docs/differences.md)."""
+        if not isinstance(value, str):
+            return Reply(False, [f"cpu_alarm needs a percentage such as 30% or 30, got {value!r}"])
         try:
-            frac = parse_cpu_alarm(value)     # as in the main config: a string is a percentage
-            if not isinstance(frac, float):
-                raise ValueError
+            frac = parse_cpu_alarm(value)
         except ValueError:
-            return Reply(False, [f"cpu_alarm needs a percentage such as 30% (or a fraction as a number), "
-                                 f"got {value!r}"])
-        if frac != frac or frac == float("inf"):
+            return Reply(False, [f"cpu_alarm needs a percentage such as 30% or 30, got {value!r}"])
+        if frac != frac or frac in (float("inf"), float("-inf")):
             return Reply(False, [f"cpu_alarm {value!r} is not a finite number"])
         if frac < 0.05:
-            return Reply(False, [f"cpu_alarm {value!r} is below the floor of 5%"])
+            return Reply(False, [f"cpu_alarm {value!r} is {frac * 100:g}%, below the floor of 5% "
+                                 f"(the value is a percentage: 30 or 30% means 30%)"])
         self.cpu_alarm = frac
         return Reply(True, [f"cpu alarm threshold changed to: {frac * 100:.0f}%"])
 
@@ -189,13 +200,22 @@ class Daemon:
         return 0
 
     def run_callbacks(self, which: str, wait: bool = False) -> None:
-        jobs = [self.pool.submit(run_callback, which, port, cmd, uid, self.main.callback_timeout)
-                for port, cmd, uid in self.manager.callbacks(which)]
+        """One batch: every VF's callback concurrently, all within one budget (callback_timeout; at
+        shutdown also at most STOP_CALLBACKS_CAP). start_cb runs in the background, stop_cb is awaited."""
+        batch = [Callback(which, port, cmd, uid) for port, cmd, uid in self.manager.callbacks(which)]
+        if not batch:
+            return
+        budget = self.main.callback_timeout
         if wait:
-            concurrent.futures.wait(jobs)
+            run_callbacks(batch, min(budget, STOP_CALLBACKS_CAP))
+        else:
+            self.start_batch = Batch(batch)
+            self.pool.submit(self.start_batch.wait, budget)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the main config's log settings, then re-apply every VF."""
+        """SIGHUP: re-read the main config's log settings, then re-apply every VF. Settings that
+        cannot be used (a bad config, an unusable log_dir) are logged and the old ones kept; the
+        re-apply happens either way."""
         try:
             fresh = load_main_config(self.config_path)
             setup_logging(fresh.log_dir, fresh.log_keep, fresh.log_level)
@@ -203,6 +223,9 @@ class Daemon:
             log.warning("SIGHUP: log settings re-read; re-applying every VF")
         except VfdError as exc:
             log.error("SIGHUP: main config not re-read: %s", exc)
+        except OSError as exc:
+            log.error("SIGHUP: log_dir %s unusable (%s); keeping the current log; re-applying every VF",
+                      fresh.log_dir, exc.strerror or exc)
         self.manager.reapply_all()
 
     def _reconcile(self) -> None:
@@ -227,6 +250,8 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop callbacks, mirrors off, ports closed: exiting with PFs open has crashed hosts."""
         try:
+            if self.start_batch is not None:
+                self.start_batch.stop()           # start_cbs still running would hold up the exit
             self.run_callbacks("stop_cb", wait=True)
             self.manager.mirrors_off()
         finally:
@@ -252,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check:
         return check(main_cfg)
+    problems = check_paths(main_cfg, daemonise=not args.foreground)
+    if problems:
+        for line in problems:
+            print(f"vfd: {line}", file=sys.stderr)
+        return 1
     if not args.foreground:
         daemonise(main_cfg.pid_fname)
     setup_logging(main_cfg.log_dir, main_cfg.log_keep, main_cfg.init_log_level)
@@ -277,20 +307,57 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check(main_cfg: MainConfig) -> int:
-    """--check: parse every live config as the daemon would at start, without touching a NIC."""
+    """--check: what start-up would refuse, without touching a NIC: the paths, each PF's settings
+    against its driver (sim PFs; a kernel or dpdk PF's driver is only known from the device, so its
+    settings are checked at start), then every live config parsed and, on sim PFs, admitted in the
+    order start-up admits them (so two configs for one VF, or too many MACs, are found here too)."""
+    from vfd.backends.sim import sim_pf_info
     from vfd.model.vfconfig import parse_vf_config
-    store = Store(main_cfg.config_dir, main_cfg.live_dir)
+    from vfd.policy.admission import admit
+    from vfd.state import LiveVF, PFState
     bad = 0
-    for path in store.live_files():
+    for line in check_paths(main_cfg, daemonise=False):
+        bad += 1
+        print(line)
+    pfs: dict[str, PFState | None] = {}
+    for index, pf in enumerate(main_cfg.pciids):
+        backend = main_cfg.backend_of(pf)
+        if backend != "sim":
+            pfs[pf.id] = None
+            print(f"PF {pf.id} ({backend} backend): its driver is known only from the device; PF settings "
+                  f"and admission of its VF configs are checked at start")
+            continue
         try:
-            cfg = parse_vf_config(path.read_bytes(), str(path))
+            info = sim_pf_info(main_cfg, pf)
+        except VfdError as exc:
+            bad += 1
+            pfs[pf.id] = None
+            print(exc)
+            continue
+        pfs[pf.id] = PFState(cfg=pf, backend=backend, profile=info.profile, vfs_count=info.vfs_count,
+                             link_speed=info.link_speed, mtu=main_cfg.mtu_of(pf), qos=main_cfg.enable_qos,
+                             index=index)
+    store = Store(main_cfg.config_dir, main_cfg.live_dir)
+    files = store.live_files() if os.path.isdir(main_cfg.live_dir) else []
+    bad_files = 0
+    for path in files:
+        port_id = path.name[: -len(".json")]
+        try:
+            rf = store.read(path, port_id)
+            cfg = parse_vf_config(rf.data, str(path))
             if main_cfg.pf(cfg.pciid) is None:
                 raise VfdError(f"{path}: PF {cfg.pciid} is not in the main config")
+            pf_state = pfs.get(cfg.pciid)
+            if pf_state is not None:
+                program = admit(cfg, pf_state)
+                pf_state.add(LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid,
+                                    raw=rf.data))
         except (VfdError, OSError) as exc:
-            bad += 1
-            print(exc)
-    print(f"main config ok; {len(store.live_files()) - bad} live configs ok, {bad} bad")
-    return 1 if bad else 0
+            bad_files += 1
+            print(f"{path}: {exc}" if str(path) not in str(exc) else exc)
+    print(f"main config {'ok' if not bad else f'has {bad} problem(s)'}; {len(files) - bad_files} live configs ok, "
+          f"{bad_files} bad")
+    return 1 if bad or bad_files else 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
-from vfd.capabilities import Feature
+from vfd.capabilities import check_pf_settings
 from vfd.errors import BackendError, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import VFConfig, parse_vf_config
@@ -64,10 +64,9 @@ class VFManager:
                                       mtu=self.main.mtu_of(pf), qos=self.main.enable_qos, index=index)
             log.info("PF %s (%s, driver %s, %d VFs, %d Mb/s) opened", pf.id, backend_name, info.driver,
                      info.vfs_count, info.link_speed)
+            check_pf_settings(pf.id, backend_name, info.profile, enable_loopback=pf.enable_loopback,
+                              enable_qos=self.main.enable_qos)
             if self.main.enable_qos:
-                if not info.profile.has(Feature.QOS):
-                    raise BackendError(pf.id, "enable_qos", f"per-TC QoS (DCB) is not supported by driver "
-                                                            f"{info.driver} on the {backend_name} backend")
                 self._apply_qos(self.pfs[pf.id], strict=True)   # refuses here if the backend cannot
 
     def restore(self) -> None:

@@ -16,6 +16,10 @@ from vfd.errors import ConfigError
 from vfd.model.common import StrictModel, describe_validation_error, load_json_object, strip_comments
 
 MAX_MTU = 9420  # the original's cap (82599 with loopback misbehaves above ~9.5K)
+# Intervals in seconds: finite, and bounded so that neither a busy loop (1e-300) nor a timer that
+# never fires (1e309 is infinity in JSON) can be configured.
+RECONCILE_MIN, RECONCILE_MAX = 0.5, 86400.0
+CALLBACK_TIMEOUT_MIN, CALLBACK_TIMEOUT_MAX = 1.0, 3600.0
 BACKENDS = ("sim", "kernel", "dpdk")
 SIM_DRIVERS = ("ixgbe", "i40e", "bnxt", "mlx5")
 
@@ -144,8 +148,9 @@ class MainConfig(StrictModel):
     backend: Backend = "sim"
     dpdk_file_prefix: str = Field(default="vfd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     sim_state_dir: str = "/var/lib/vfd/sim"
-    reconcile_interval: float = Field(default=10.0, gt=0)
-    callback_timeout: float = Field(default=30.0, gt=0)
+    reconcile_interval: float = Field(default=10.0, ge=RECONCILE_MIN, le=RECONCILE_MAX, allow_inf_nan=False)
+    callback_timeout: float = Field(default=30.0, ge=CALLBACK_TIMEOUT_MIN, le=CALLBACK_TIMEOUT_MAX,
+                                    allow_inf_nan=False)
     pciids: list[Annotated[PFConfig, BeforeValidator(_bare_pf)]] = Field(min_length=1)
 
     @model_validator(mode="after")
