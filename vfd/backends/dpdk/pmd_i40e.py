@@ -12,6 +12,8 @@ VF's MAC filters) and adds back the default and every remaining allow-list MAC. 
 guest added itself (multicast addresses) are wiped too until the guest re-adds them; plain re-applies (link
 up, refresh after reset) do not wipe.
 
+Read-back: only the default MAC (rte_pmd_i40e_query_vfid_by_mac); no other VF setting has a getter.
+
 Not reached: mirroring, an untagged-frame receive gate (rte_pmd_i40e_set_vf_vlan_tag selects which frames
 the VF may *send*; the original left it commented out), link state, guaranteed rate, the PF spoof counter
 other than the sum of VF TX errors (what the original showed), a queue probe other than the
@@ -20,11 +22,13 @@ ENABLE/DISABLE_QUEUES messages.
 
 from __future__ import annotations
 
+import errno
+
 from vfd.capabilities import Feature as F
 from vfd.policy import mailbox as mbx
 
 from . import ffi as real_ffi
-from .backend import PmdAdapter, narrowed_profile
+from .adapter import PmdAdapter, narrowed_profile
 
 RATE_GRANULARITY = 50   # I40E_QOS_BW_GRANULARITY: rte_pmd_i40e_set_vf_max_bw refuses other values
 
@@ -47,71 +51,93 @@ class I40eAdapter(PmdAdapter):
     profile = PROFILE
 
     def set_loopback(self, on: bool) -> None:
-        self.call("enable_loopback", None, "i40e_set_tx_loopback", self.port, bool(on))
+        self.call("enable_loopback", None, "rte_pmd_i40e_set_tx_loopback", self.port, bool(on))
 
     def ping_vfs(self, vfids: list[int]) -> None:
         for vf in vfids:
-            self.call("ping", vf, "i40e_ping_vfs", self.port, vf)
+            self.call("ping", vf, "rte_pmd_i40e_ping_vfs", self.port, vf)
 
     def set_vlan_filter(self, vfid, add, remove) -> None:
         for vlan in remove:
-            self.call("vlans", vfid, "i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, False)
+            self.call("vlans", vfid, "rte_pmd_i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, False)
         for vlan in add:
-            self.call("vlans", vfid, "i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, True)
+            self.call("vlans", vfid, "rte_pmd_i40e_set_vf_vlan_filter", self.port, vlan, 1 << vfid, True)
 
     def set_macs(self, vfid, default, allow, added, removed, set_default, default_changed=True) -> None:
+        if set_default and default and not default_changed and not removed:
+            # a full re-apply (refresh, drift repair) keeps the guest's filters unless the PMD lost the default
+            default_changed = self.ffi.call("rte_pmd_i40e_query_vfid_by_mac", self.port, default,
+                                            check=False) != vfid
         if removed or (set_default and default_changed):
             # set_vf_mac_addr wipes every MAC filter of the VF: add back the default and the whole allow-list
             if default:
-                self.call("mac", vfid, "i40e_set_vf_mac_addr", self.port, vfid, default)
+                self.call("mac", vfid, "rte_pmd_i40e_set_vf_mac_addr", self.port, vfid, default)
             for mac in reversed(allow):
-                self.call("macs", vfid, "i40e_add_vf_mac_addr", self.port, vfid, mac)
+                self.call("macs", vfid, "rte_pmd_i40e_add_vf_mac_addr", self.port, vfid, mac)
             if default:
-                self.call("mac", vfid, "i40e_add_vf_mac_addr", self.port, vfid, default)
+                self.call("mac", vfid, "rte_pmd_i40e_add_vf_mac_addr", self.port, vfid, default)
             return
         for mac in reversed(added):
-            self.call("macs", vfid, "i40e_add_vf_mac_addr", self.port, vfid, mac)
+            self.call("macs", vfid, "rte_pmd_i40e_add_vf_mac_addr", self.port, vfid, mac)
         if set_default and default:     # unchanged default on a full re-apply: make sure its filter is there
-            self.call("mac", vfid, "i40e_add_vf_mac_addr", self.port, vfid, default)
+            self.call("mac", vfid, "rte_pmd_i40e_add_vf_mac_addr", self.port, vfid, default)
 
     def set_rates(self, vfid, max_rate, min_rate) -> None:
         if min_rate:
             self.unsupported("min_rate", vfid, "guaranteed VF TX rate")
-        self.call("max_rate", vfid, "i40e_set_vf_max_bw", self.port, vfid, rate_to_bw(max_rate))
+        self.call("max_rate", vfid, "rte_pmd_i40e_set_vf_max_bw", self.port, vfid, rate_to_bw(max_rate))
 
     def set_anti_spoof(self, vfid, vlan=None, mac=None) -> None:
         if vlan is not None:
-            self.call("vlan_anti_spoof", vfid, "i40e_set_vf_vlan_anti_spoof", self.port, vfid, vlan)
+            self.call("vlan_anti_spoof", vfid, "rte_pmd_i40e_set_vf_vlan_anti_spoof", self.port, vfid, vlan)
         if mac is not None:
-            self.call("mac_anti_spoof", vfid, "i40e_set_vf_mac_anti_spoof", self.port, vfid, mac)
+            self.call("mac_anti_spoof", vfid, "rte_pmd_i40e_set_vf_mac_anti_spoof", self.port, vfid, mac)
 
     def set_strip_insert(self, vfid, strip=None, insert=None) -> None:
         if strip is not None:
-            self.call("strip", vfid, "i40e_set_vf_vlan_stripq", self.port, vfid, strip)
+            self.call("strip", vfid, "rte_pmd_i40e_set_vf_vlan_stripq", self.port, vfid, strip)
         if insert is not None:
-            self.call("insert", vfid, "i40e_set_vf_vlan_insert", self.port, vfid, insert)
+            self.call("insert", vfid, "rte_pmd_i40e_set_vf_vlan_insert", self.port, vfid, insert)
 
     def set_rxmode(self, vfid, bcast=None, mcast=None, uucast=None, untagged=None, insert=0) -> None:
         if bcast is not None:
-            self.call("bcast", vfid, "i40e_set_vf_broadcast", self.port, vfid, bcast)
+            self.call("bcast", vfid, "rte_pmd_i40e_set_vf_broadcast", self.port, vfid, bcast)
         if mcast is not None:
-            self.call("mcast", vfid, "i40e_set_vf_multicast_promisc", self.port, vfid, mcast)
+            self.call("mcast", vfid, "rte_pmd_i40e_set_vf_multicast_promisc", self.port, vfid, mcast)
         if uucast is not None:
-            self.call("uucast", vfid, "i40e_set_vf_unicast_promisc", self.port, vfid, uucast)
+            self.call("uucast", vfid, "rte_pmd_i40e_set_vf_unicast_promisc", self.port, vfid, uucast)
         if untagged:
             self.unsupported("allow_untagged", vfid, "untagged-frame receive gate")
+
+    # ---- read-back -----------------------------------------------------------------------------------
+    verifiable = frozenset({"mac"})
+
+    def read_back(self, vfid, rec):
+        """The default MAC, confirmed by rte_pmd_i40e_query_vfid_by_mac ("find VF index based on VF MAC
+        address"): reported when the PMD maps it to this VF, None when it does not.  A guest-approved default
+        stands for the configured one (it is what every apply sets)."""
+        candidate = rec.effective_default() or rec.default
+        if candidate is None:
+            return {"mac": None}
+        rc = self.ffi.call("rte_pmd_i40e_query_vfid_by_mac", self.port, candidate, check=False)
+        if rc == -errno.EINVAL or (rc >= 0 and rc != vfid):
+            return {"mac": None}
+        if rc < 0:
+            raise real_ffi.DpdkError("rte_pmd_i40e_query_vfid_by_mac", rc)
+        configured = rec.program.mac if rec.program is not None else None
+        return {"mac": configured if configured and candidate in (configured, rec.guest_mac) else candidate}
 
     def queue_ready(self, vfid, rec):
         return rec.queues_ready
 
     def vf_stats(self, vfid):
-        s = self.call("vf_stats", vfid, "i40e_get_vf_stats", self.port, vfid)
+        s = real_ffi.stats_dict(self.call("vf_stats", vfid, "rte_pmd_i40e_get_vf_stats", self.port, vfid))
         return {"rx_pkts": s["ipackets"], "rx_bytes": s["ibytes"], "rx_errors": s["ierrors"], "rx_dropped": 0,
                 "tx_pkts": s["opackets"], "tx_bytes": s["obytes"], "tx_errors": s["oerrors"], "spoofed": 0}
 
     def spoof_count(self, vfids):
         """The original's i40e Spoofed column: the sum of the VFs' TX errors."""
-        return sum(self.call("vf_stats", vf, "i40e_get_vf_stats", self.port, vf)["oerrors"] for vf in vfids)
+        return sum(int(self.call("vf_stats", vf, "rte_pmd_i40e_get_vf_stats", self.port, vf).oerrors) for vf in vfids)
 
     def decode_mbox(self, ret_param):
         p = real_ffi.i40e_mb_param(ret_param)
@@ -122,7 +148,7 @@ class I40eAdapter(PmdAdapter):
         real_ffi.i40e_mb_param(ret_param).retval = verdict
 
     def msg_name(self, msg_type: int) -> str:
-        return real_ffi.VIRTCHNL_OP_NAMES.get(msg_type, str(msg_type))
+        return mbx.VIRTCHNL_OP_NAMES.get(msg_type, str(msg_type))
 
 
 ADAPTER = I40eAdapter
