@@ -20,7 +20,7 @@ import inspect
 
 from vfd.backends.dpdk import ffi
 
-PASS_THROUGH = {"make_eth_conf", "errno_name", "errno_text", "stats_dict", "ixgbe_mb_param", "i40e_mb_param",
+PASS_THROUGH = {"make_eth_conf", "mac_addr", "errno_name", "errno_text", "stats_dict", "ixgbe_mb_param", "i40e_mb_param",
                 "bnxt_mb_param", "ixgbe_msg_words", "msg_bytes", "hwrm_req_type"}
 
 RXMODE = {ffi.RTE_ETH_VMDQ_ACCEPT_BROADCAST: "bcast", ffi.RTE_ETH_VMDQ_ACCEPT_MULTICAST: "mcast",
@@ -40,13 +40,16 @@ def power_on() -> dict:
 
 
 class RecordingFfi:
-    def __init__(self, returns: dict | None = None, fail: dict | None = None):
+    def __init__(self, returns: dict | None = None, fail: dict | None = None, sample: bool = False):
         self.calls: list[tuple[str, tuple]] = []
         self.returns = dict(returns or {})
         self.fail = dict(fail or {})          # symbol -> negative errno (0: -EINVAL)
         self.vfs: dict[tuple[int, int], dict] = {}
         self.ports: dict[int, dict] = {}
         self.on_call = None                   # optional hook: on_call(name) before every recorded call
+        self.sample = sample                  # the PMD accepts the rte_flow SAMPLE rule (none of the 22.11 three)
+        self.flows: dict[int, tuple] = {}     # live rte_flow rules: handle -> (port, rule summary)
+        self._next_flow = 0x1000
 
     # ---- the table-driven call ----------------------------------------------------------------------
     def call(self, symbol: str, *args, check: bool = True):
@@ -95,6 +98,8 @@ class RecordingFfi:
             self.calls.append((name, args))
             if name in self.fail:
                 raise ffi.DpdkError(name, self.fail[name] or -errno.EINVAL)
+            if name not in self.returns and hasattr(self, f"_{name}"):
+                return getattr(self, f"_{name}")(*args, **kwargs)
             r = self.returns.get(name, DEFAULTS.get(name, 0))
             return r(*args) if callable(r) else r
         record.__name__ = name
@@ -171,9 +176,40 @@ class RecordingFfi:
             return -errno.EINVAL
         return 0
 
+    # ---- rte_flow (composed helpers in the binding) ---------------------------------------------------
+    def _flow_validate(self, port, attr, pattern, actions):
+        if not self.sample:
+            raise ffi.DpdkError("rte_flow_validate", -errno.ENOTSUP, "Not supported action.")
+        return None
+
+    def _flow_create(self, port, attr, pattern, actions):
+        self._flow_validate(port, attr, pattern, actions)
+        self._next_flow += 1
+        self.flows[self._next_flow] = (port, flow_summary(attr, pattern, actions))
+        return self._next_flow
+
+    def _flow_destroy(self, port, handle, check=True):
+        return 0 if self.flows.pop(handle, None) is not None else -errno.ENOENT
+
     # ---- inspection ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
         return [n for n, _ in self.calls]
 
     def clear(self) -> None:
         self.calls.clear()
+
+
+def flow_summary(attr, pattern, actions) -> dict:
+    """What a mirror rule says, read back from its C structures: the matched MAC field, sample ratio, target VF."""
+    import ctypes
+    eth = ffi.RteFlowItemEth.from_address(pattern[0].spec)
+    mask = ffi.RteFlowItemEth.from_address(pattern[0].mask)
+    match = {f: str(getattr(eth, f)) for f in ("dst", "src") if str(getattr(mask, f)) == "ff:ff:ff:ff:ff:ff"}
+    sample = ffi.RteFlowActionSample.from_address(actions[0].conf)
+    inner = (ffi.RteFlowAction * 2).from_address(sample.actions)
+    vf = ffi.RteFlowActionVf.from_address(inner[0].conf)
+    assert pattern[0].type == ffi.RTE_FLOW_ITEM_TYPE_ETH and pattern[1].type == ffi.RTE_FLOW_ITEM_TYPE_END
+    assert actions[0].type == ffi.RTE_FLOW_ACTION_TYPE_SAMPLE and actions[1].type == ffi.RTE_FLOW_ACTION_TYPE_END
+    assert inner[0].type == ffi.RTE_FLOW_ACTION_TYPE_VF and inner[1].type == ffi.RTE_FLOW_ACTION_TYPE_END
+    del ctypes
+    return {"transfer": attr.transfer, "match": match, "ratio": sample.ratio, "to_vf": vf.id}

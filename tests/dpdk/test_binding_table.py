@@ -44,13 +44,21 @@ def test_other_argument_kinds():
     f = RecordingFfi()
     with pytest.raises(ValueError, match="mac_addr='02:00:00:00:0a'.*MAC"):
         f.call("rte_pmd_i40e_set_vf_mac_addr", 0, 1, "02:00:00:00:0a")
+    with pytest.raises(ValueError, match="bw_weight=.*0..100"):
+        f.call("rte_pmd_ixgbe_set_tc_bw_alloc", 0, [50, 150])
+    with pytest.raises(ValueError, match="1..8 traffic classes"):
+        f.call("rte_pmd_i40e_set_vf_tc_bw_alloc", 0, 1, [10] * 9)
+    with pytest.raises(ValueError, match="tc_no=8"):
+        f.call("rte_pmd_i40e_set_vf_tc_max_bw", 0, 1, 8, 1000)
     with pytest.raises(TypeError, match="eth_conf=None: must be a RteEthConf"):
         f.call("rte_eth_dev_configure", 0, 1, 1, None)
     with pytest.raises(AttributeError, match="no prototype rte_pmd_ixgbe_set_vf_multicast_promisc"):
         f.call("rte_pmd_ixgbe_set_vf_multicast_promisc", 0, 1, True)   # VFd's own DPDK patch, not in 22.11
     with pytest.raises(AttributeError, match="neither in the prototype table nor a composed helper"):
         f.eth_dev_layout_ok(0)
-    # conversion: a flag travels as 0/1, an output parameter comes back
+    # conversion: a flag travels as 0/1, a weight list as (count, array), an output parameter comes back
+    cargs, outs = ffi.PROTOTYPES["rte_pmd_ixgbe_set_tc_bw_alloc"].convert((0, [60, 40]))
+    assert cargs[:2] == [0, 2] and list(cargs[2]) == [60, 40] and outs == []
     assert ffi.PROTOTYPES["rte_pmd_i40e_set_vf_broadcast"].convert((0, 1, True))[0] == [0, 1, 1]
     assert isinstance(f.call("rte_pmd_i40e_get_vf_stats", 0, 1), ffi.RteEthStats)
     assert f.rte_pmd_bnxt_get_vf_tx_drop_count(0, 1) == 0             # attribute access = call()

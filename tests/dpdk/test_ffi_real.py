@@ -98,6 +98,7 @@ PROBE_HEADERS = """
 #include <rte_pmd_ixgbe.h>
 #include <rte_pmd_i40e.h>
 #include <rte_pmd_bnxt.h>
+#include <rte_flow.h>
 """
 
 # ctypes class -> C type
@@ -119,6 +120,17 @@ STRUCTS = {
     ffi.RteEthTxmode: "struct rte_eth_txmode",
     ffi.RteEthIntrConf: "struct rte_eth_intr_conf",
     ffi.RteEthConf: "struct rte_eth_conf",
+    ffi.RteEthRssConf: "struct rte_eth_rss_conf",
+    ffi.RteEthVmdqDcbConf: "struct rte_eth_vmdq_dcb_conf",
+    ffi.RteEthDcbRxConf: "struct rte_eth_dcb_rx_conf",
+    ffi.RteEthVmdqDcbTxConf: "struct rte_eth_vmdq_dcb_tx_conf",
+    ffi.RteFlowAttr: "struct rte_flow_attr",
+    ffi.RteFlowItem: "struct rte_flow_item",
+    ffi.RteFlowItemEth: "struct rte_flow_item_eth",
+    ffi.RteFlowAction: "struct rte_flow_action",
+    ffi.RteFlowActionSample: "struct rte_flow_action_sample",
+    ffi.RteFlowActionVf: "struct rte_flow_action_vf",
+    ffi.RteFlowError: "struct rte_flow_error",
     ffi.RteEthFcConf: "struct rte_eth_fc_conf",
     ffi.RtePmdIxgbeMbEventParam: "struct rte_pmd_ixgbe_mb_event_param",
     ffi.RtePmdI40eMbEventParam: "struct rte_pmd_i40e_mb_event_param",
@@ -135,7 +147,22 @@ BITFIELDS = [
     (ffi.RteEthTxmode, "struct rte_eth_txmode", "hw_vlan_insert_pvid", 1),
     (ffi.RteEthRxsegCapa, "struct rte_eth_rxseg_capa", "offset_align_log2", 9),
     (ffi.RteEthRxsegCapa, "struct rte_eth_rxseg_capa", "max_nseg", 0x1234),
+    (ffi.RteFlowAttr, "struct rte_flow_attr", "ingress", 1),
+    (ffi.RteFlowAttr, "struct rte_flow_attr", "egress", 1),
+    (ffi.RteFlowAttr, "struct rte_flow_attr", "transfer", 1),
+    (ffi.RteFlowItemEth, "struct rte_flow_item_eth", "has_vlan", 1),
+    (ffi.RteFlowActionVf, "struct rte_flow_action_vf", "original", 1),
 ]
+# Members of anonymous structs: offsetof through the C member path == the ctypes offsets added up.
+NESTED = {
+    "rx_adv_conf.vmdq_dcb_conf": ffi.RteEthConf.rx_adv_conf.offset + ffi.RteEthRxAdvConf.vmdq_dcb_conf.offset,
+    "rx_adv_conf.dcb_rx_conf": ffi.RteEthConf.rx_adv_conf.offset + ffi.RteEthRxAdvConf.dcb_rx_conf.offset,
+    "rx_adv_conf.vmdq_rx_conf": ffi.RteEthConf.rx_adv_conf.offset + ffi.RteEthRxAdvConf.vmdq_rx_conf.offset,
+    "rx_adv_conf.vmdq_dcb_conf.pool_map[1].pools": ffi.RteEthConf.rx_adv_conf.offset
+    + ffi.RteEthRxAdvConf.vmdq_dcb_conf.offset + ffi.RteEthVmdqDcbConf.pool_map.offset
+    + ctypes.sizeof(ffi.RteEthVmdqPoolMap) + ffi.RteEthVmdqPoolMap.pools.offset,
+    "tx_adv_conf.vmdq_dcb_tx_conf.dcb_tc": ffi.RteEthConf.tx_adv_conf.offset + ffi.RteEthVmdqDcbTxConf.dcb_tc.offset,
+}
 
 CONSTANTS = [
     "RTE_MAX_ETHPORTS", "RTE_MAX_QUEUES_PER_PORT", "RTE_ETHDEV_QUEUE_STAT_CNTRS", "RTE_ETH_NAME_MAX_LEN",
@@ -156,6 +183,10 @@ CONSTANTS = [
     "RTE_ETH_VMDQ_ACCEPT_BROADCAST", "RTE_ETH_VMDQ_ACCEPT_MULTICAST",
     "RTE_ETH_FC_NONE", "RTE_ETH_FC_RX_PAUSE", "RTE_ETH_FC_TX_PAUSE", "RTE_ETH_FC_FULL",
     "RTE_ETH_RX_OFFLOAD_KEEP_CRC", "RTE_ETH_DEV_INTR_LSC", "RTE_ETH_DCB_NUM_TCS",
+    "RTE_ETH_MQ_RX_VMDQ_DCB", "RTE_ETH_MQ_TX_VMDQ_DCB", "RTE_ETH_DCB_NUM_USER_PRIORITIES",
+    "RTE_ETH_VMDQ_MAX_VLAN_FILTERS", "RTE_ETH_16_POOLS", "RTE_ETH_32_POOLS", "RTE_ETH_DCB_PG_SUPPORT",
+    "RTE_FLOW_ITEM_TYPE_END", "RTE_FLOW_ITEM_TYPE_ETH", "RTE_FLOW_ACTION_TYPE_END", "RTE_FLOW_ACTION_TYPE_VF",
+    "RTE_FLOW_ACTION_TYPE_SAMPLE",
 ]
 # The verdicts are the policy module's (vfd.policy.mailbox): checked against the three PMD headers.
 VERDICTS = {f"RTE_PMD_{pmd}_MB_EVENT_{v}": getattr(m, v) for pmd in ("IXGBE", "I40E", "BNXT")
@@ -227,10 +258,12 @@ def test_struct_layouts_match_gcc(tmp_path):
         lines.append(f"{{ {ctype} v{i}; memset(&v{i}, 0, sizeof(v{i})); v{i}.{field} = {value}; "
                      f'printf("B {i} "); for (size_t k = 0; k < sizeof(v{i}); k++) printf("%02x", '
                      f'((unsigned char *)&v{i})[k]); printf("\\n"); }}')
+    for path in NESTED:
+        lines.append(f'printf("N {path} %zu\\n", offsetof(struct rte_eth_conf, {path}));')
     lines.append("return 0; }")
     out = _compile_and_run(tmp_path, "#include <string.h>\n" + "\n".join(lines))
 
-    got_sizes, got_offsets, got_bits = {}, {}, {}
+    got_sizes, got_offsets, got_bits, got_nested = {}, {}, {}, {}
     for line in out.splitlines():
         kind, rest = line.split(" ", 1)
         if kind == "S":
@@ -239,6 +272,9 @@ def test_struct_layouts_match_gcc(tmp_path):
         elif kind == "O":
             n, off, size = rest.split()
             got_offsets[n] = (int(off), int(size))
+        elif kind == "N":
+            n, off = rest.split()
+            got_nested[n] = int(off)
         elif kind == "B":
             i, hexbytes = rest.split()
             got_bits[int(i)] = hexbytes
@@ -260,6 +296,8 @@ def test_struct_layouts_match_gcc(tmp_path):
         mine = bytes(v).hex()
         if mine != got_bits[i]:
             mismatches.append(f"{cls.__name__}.{field}={value}: ctypes bytes {mine} gcc {got_bits[i]}")
+    mismatches += [f"rte_eth_conf.{p}: ctypes {off} gcc {got_nested[p]}" for p, off in NESTED.items()
+                   if got_nested[p] != off]
     assert not mismatches, "\n".join(mismatches)
 
 
@@ -309,6 +347,11 @@ SIGNATURE_OVERRIDES = {
     ("rte_eth_dev_callback_register", 1): "enum rte_eth_event_type",
     ("rte_eth_dev_callback_unregister", 1): "enum rte_eth_event_type",
     ("rte_pmd_i40e_query_vfid_by_mac", 1): "const struct rte_ether_addr *",
+    **{(f, i): t for f in ("rte_flow_validate", "rte_flow_create")
+       for i, t in ((1, "const struct rte_flow_attr *"), (2, "const struct rte_flow_item *"),
+                    (3, "const struct rte_flow_action *"))},
+    ("rte_flow_create", "ret"): "struct rte_flow *",
+    ("rte_flow_destroy", 1): "struct rte_flow *",
 }
 
 

@@ -129,6 +129,17 @@ def main() -> int:
     bad = {k: v for k, v in res["codes"].items() if k.startswith("rte_pmd_") and v != -95}
     check("pmd_calls_enotsup", not bad, bad)
 
+    # The mirror rule (rte_flow SAMPLE ratio 1 to a VF) through the real rte_flow_validate: net_null has no flow
+    # ops, so it is refused; what matters is that the structures reach the library and the refusal comes back.
+    from vfd.backends.dpdk.adapter import mirror_rules
+    try:
+        for rule in mirror_rules("02:00:00:00:00:01", 1, "all"):
+            ffi.flow_validate(port, *rule.args)
+        res["flow_validate"] = 0
+    except ffi.DpdkError as e:
+        res["flow_validate"] = [e.code, str(e)]
+    check("flow_validate_refused", res["flow_validate"] != 0, res["flow_validate"])
+
     # Mailbox event delivered through DPDK's own dispatch (rte_eth_dev_callback_process).
     seen: list[dict] = []
 

@@ -8,16 +8,21 @@ recording stand-in in tests), with `ffi.call(symbol, *args)`: the binding's prot
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
+import logging
 from dataclasses import dataclass, field
 
 from vfd.capabilities import PROFILES, DriverProfile, Feature
 from vfd.errors import BackendError
 from vfd.model.mainconfig import PFConfig
 from vfd.policy import mailbox as mbx
+from vfd.policy.qos import normalise_shares
 from vfd.program import VFProgram
 
 from . import ffi as real_ffi
+
+log = logging.getLogger("vfd.dpdk")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -36,6 +41,7 @@ class VFRecord:
     guest_mac: str | None = None           # default MAC the guest set through the mailbox (approved)
     guest_macs: list[str] = field(default_factory=list)  # allow-list MACs the guest added (approved)
     queues_ready: bool | None = None       # i40e: from ENABLE/DISABLE_QUEUES messages
+    mirror_flows: list[int] = field(default_factory=list)  # rte_flow handles of the VF's mirror rules
     last_mbox: float = 0.0                 # monotonic time of the VF's last mailbox message
     mbox_count: int = 0
 
@@ -88,6 +94,8 @@ class PmdAdapter:
             return self.ffi.call(symbol, *args)
         except real_ffi.DpdkError as e:
             raise BackendError(self.pf_id, f"{op} ({e.func})", f"{e.code} {e.errname}", vfid) from None
+        except (TypeError, ValueError) as e:      # the prototype table refused the arguments
+            raise BackendError(self.pf_id, f"{op} ({symbol})", f"not sent: {e}", vfid) from None
 
     def unsupported(self, op: str, vfid: int | None, what: str):
         raise BackendError(self.pf_id, op, f"driver {self.driver} has no {what} in the DPDK 22.11 API", vfid)
@@ -108,8 +116,53 @@ class PmdAdapter:
         """Tell the VFs the link changed (reference 7.1)."""
 
     # ---- VF operations (reference 5.2) -----------------------------------------------------------
-    def set_mirror(self, vfid: int, mirror) -> None:
-        self.unsupported("mirror", vfid, "port mirroring (the ethdev mirror API was removed in DPDK 21.11)")
+    def set_mirror(self, vfid: int, program: VFProgram, rec: VFRecord) -> None:
+        """Step 1: the VF's mirror rules (rte_flow, SAMPLE ratio 1 towards the target VF), replaced whenever the
+        mirror or the MAC that identifies the VF's traffic changes."""
+        self.remove_mirror(vfid, rec)
+        if program.mirror is None:
+            return
+        if not self.mirror_capable:
+            self.unsupported("mirror", vfid, "rte_flow SAMPLE rule it accepts (VF mirroring)")
+        if not program.mac:
+            raise BackendError(self.pf_id, "mirror", "DPDK 22.11 has no rte_flow item for a VF's traffic: vfd matches "
+                               "the VF's MAC, so a mirrored VF needs a MAC in its config", vfid)
+        target, direction = program.mirror
+        for rule in mirror_rules(program.mac, target, direction):
+            try:
+                rec.mirror_flows.append(self.ffi.flow_create(self.port, *rule.args))
+            except real_ffi.DpdkError as e:
+                raise BackendError(self.pf_id, f"mirror ({e.func})", f"driver {self.driver}: {e}", vfid) from None
+
+    def remove_mirror(self, vfid: int, rec: VFRecord) -> None:
+        while rec.mirror_flows:
+            rc = self.ffi.flow_destroy(self.port, rec.mirror_flows.pop(), check=False)
+            if rc < 0:
+                log.warning("PF %s VF %d: mirror rule not destroyed: %s", self.pf_id, vfid, real_ffi.errno_name(rc))
+
+    mirror_capable = False       # set by probe_mirror: the PMD validated the SAMPLE rule
+
+    def probe_mirror(self, vfs_count: int) -> str | None:
+        """Ask the PMD (rte_flow_validate) whether it takes vfd's mirror rule; None when it does, else why not."""
+        if not self.has_vf_api or vfs_count < 2:
+            return "fewer than two VFs"
+        try:
+            for rule in mirror_rules("02:00:00:00:00:01", 1, "all"):
+                self.ffi.flow_validate(self.port, *rule.args)
+        except real_ffi.DpdkError as e:
+            return str(e)
+        self.mirror_capable = True
+        self.profile = dataclasses.replace(self.profile, features=self.profile.features | {Feature.MIRROR})
+        return None
+
+    # ---- QoS (per-TC bandwidth) -------------------------------------------------------------------
+    def port_conf(self, conf, pf: PFConfig, vfs_count: int, qos: bool) -> None:
+        """What the PMD needs in rte_eth_conf before dev_configure (ixgbe: VMDq+DCB when QoS is on)."""
+
+    def apply_qos(self, tclasses: list[dict], shares: dict[int, dict[int, int]], link_speed: int,
+                  programs: dict[int, VFProgram]) -> None:
+        """The PF's traffic classes and each VF's normalised shares (`shares[vf][tc]`, percent per TC)."""
+        self.unsupported("enable_qos", None, "per-VF traffic-class bandwidth (QoS)")
 
     def set_vlan_filter(self, vfid: int, add: list[int], remove: list[int]) -> None:
         if add or remove:
@@ -203,9 +256,9 @@ class PmdAdapter:
         if previous is not None and previous.mac != program.mac:
             rec.guest_mac = None            # the operator changed the default: the guest's choice goes
         rec.program = program
-        # 1. mirror
-        if changed("mirror") and (program.mirror is not None or (previous is not None and previous.mirror)):
-            self.set_mirror(vfid, program.mirror)
+        # 1. mirror (its rule matches the VF's MAC)
+        if (changed("mirror", "mac") and program.mirror is not None) or (rec.mirror_flows and changed("mirror", "mac")):
+            self.set_mirror(vfid, program, rec)
         # 2. VLAN filter
         if changed("vlans") or rec.vlans != set(program.vlans):
             remove = sorted(v for v in rec.vlans if v not in program.vlans)
@@ -258,6 +311,7 @@ class PmdAdapter:
         back to the NIC default and VLAN anti-spoof off."""
         prog = rec.program
         known = prog is not None
+        self.remove_mirror(vfid, rec)
         if rec.vlans:
             self.set_vlan_filter(vfid, add=[], remove=sorted(rec.vlans))
             rec.vlans = set()
@@ -320,6 +374,69 @@ def adapter_class(driver: str):
 
 def make_adapter(ffi, port: int, pf_id: str, driver: str) -> PmdAdapter:
     return adapter_class(driver)(ffi, port, pf_id, driver)
+
+
+def percentages(values: dict[int, int]) -> dict[int, int]:
+    """Integer percentages of `values` that total exactly 100, by vfd's one normalisation rule
+    (vfd.policy.qos.normalise_shares, applied to a single column)."""
+    return {k: v[0] for k, v in normalise_shares({k: {0: w} for k, w in values.items()}, [0]).items()}
+
+
+DEFAULT_CLASS = {"min_bw": 1, "max_bw": 100, "lsp": False}    # TrafficClass defaults (vfd.model.mainconfig)
+
+
+def classes(tclasses: list[dict], shares: dict[int, dict[int, int]], all_tcs: int = 0) -> dict[int, dict]:
+    """The traffic classes by TC number: the PF's classes, plus a default class for a TC that VFs have shares in
+    without a class (the manager's default TCs); with neither, `all_tcs` default classes."""
+    out = {t["pri"]: dict(DEFAULT_CLASS, **t) for t in tclasses}
+    for tc in sorted({tc for share in shares.values() for tc in share} - set(out)):
+        out[tc] = dict(DEFAULT_CLASS, pri=tc)
+    if not out:
+        out = {tc: dict(DEFAULT_CLASS, pri=tc) for tc in range(all_tcs)}
+    return out
+
+
+@dataclass
+class MirrorRule:
+    """One rte_flow rule and the C objects it points into (kept alive with it)."""
+
+    attr: object
+    pattern: object
+    actions: object
+    keep: tuple
+
+    @property
+    def args(self) -> tuple:
+        return self.attr, self.pattern, self.actions
+
+
+def mirror_rules(src_mac: str, target: int, direction: str) -> list[MirrorRule]:
+    """The rules mirroring a VF's traffic to VF `target`: transfer (e-switch) rules matching the source VF's
+    MAC as destination ("in": what it receives) and/or source ("out": what it sends), each with
+    SAMPLE{ratio 1, actions [VF{target}, END]}: a copy of every packet goes to the target, the packet itself
+    continues.  Pure: builds ctypes objects, calls nothing."""
+    rules = []
+    for field_name, wanted in (("dst", ("in", "all")), ("src", ("out", "all"))):
+        if direction not in wanted:
+            continue
+        spec, mask = real_ffi.RteFlowItemEth(), real_ffi.RteFlowItemEth()
+        setattr(spec, field_name, real_ffi.mac_addr(src_mac))
+        setattr(mask, field_name, real_ffi.mac_addr("ff:ff:ff:ff:ff:ff"))
+        pattern = (real_ffi.RteFlowItem * 2)()
+        pattern[0].type = real_ffi.RTE_FLOW_ITEM_TYPE_ETH
+        pattern[0].spec, pattern[0].mask = ctypes.addressof(spec), ctypes.addressof(mask)
+        pattern[1].type = real_ffi.RTE_FLOW_ITEM_TYPE_END
+        vf = real_ffi.RteFlowActionVf(id=target)
+        copy_to = (real_ffi.RteFlowAction * 2)()
+        copy_to[0].type, copy_to[0].conf = real_ffi.RTE_FLOW_ACTION_TYPE_VF, ctypes.addressof(vf)
+        copy_to[1].type = real_ffi.RTE_FLOW_ACTION_TYPE_END
+        sample = real_ffi.RteFlowActionSample(ratio=1, actions=ctypes.addressof(copy_to))
+        actions = (real_ffi.RteFlowAction * 2)()
+        actions[0].type, actions[0].conf = real_ffi.RTE_FLOW_ACTION_TYPE_SAMPLE, ctypes.addressof(sample)
+        actions[1].type = real_ffi.RTE_FLOW_ACTION_TYPE_END
+        attr = real_ffi.RteFlowAttr(transfer=1)
+        rules.append(MirrorRule(attr, pattern, actions, (spec, mask, vf, copy_to, sample)))
+    return rules
 
 
 def narrowed_profile(family: str, driver: str, keep: set[Feature], **changes) -> DriverProfile:

@@ -60,6 +60,7 @@ class PortState:
     pool: int | None = None
     started: bool = False
     lsc: bool = False
+    speed: int = 0                        # Mb/s: the PF's configured speed or its link speed at start
     callbacks: list = field(default_factory=list)
     vfs: dict[int, VFRecord] = field(default_factory=dict)
     warned: set = field(default_factory=set)
@@ -142,8 +143,6 @@ class DpdkBackend(NicBackend):
 
     # ---- PF -------------------------------------------------------------------------------------
     def open_pf(self, pf: PFConfig) -> PFInfo:
-        if self.main.enable_qos:
-            raise BackendError(pf.id, "enable_qos", "per-TC QoS (DCB) is not implemented by the dpdk backend")
         with self.lock:
             self._ensure_eal()
             port = self._find_port(pf)
@@ -154,7 +153,10 @@ class DpdkBackend(NicBackend):
                            vfs_count=vfs_count, mtu=self.main.mtu_of(pf))
             self.ports[pf.id] = st
             self._port_init(st)
-            speed = pf.speed or self._link_speed(st)
+            speed = st.speed = pf.speed or self._link_speed(st)
+            why = adapter.probe_mirror(vfs_count) if adapter.has_vf_api else "no VF API"
+            if why is not None and adapter.has_vf_api:
+                log.info("PF %s: no VF mirroring on %s: %s", pf.id, info.driver_name, why)
             log.info("PF %s: DPDK port %d, driver %s, %d VFs (max_vfs %d), mtu %d, link %d Mb/s%s", pf.id, port,
                      info.driver_name, vfs_count, info.max_vfs, st.mtu, speed,
                      "" if adapter.has_vf_api else " -- this PMD has no VF API: every VF will be refused")
@@ -190,6 +192,7 @@ class DpdkBackend(NicBackend):
             else:
                 log.warning("PF %s: hw_strip_crc false, but %s cannot keep the CRC; it is stripped", pf.id, st.driver)
         conf = real_ffi.make_eth_conf(mtu=st.mtu, rx_offloads=want & info.rx_offload_capa, lsc_intr=st.lsc)
+        st.adapter.port_conf(conf, pf, st.vfs_count, self.main.enable_qos)
         self._pf_call(pf, "configure", "rte_eth_dev_configure", port, 1, 1, conf)
         try:
             st.pool = f.pktmbuf_pool_create(f"vfd_rx_{port}", POOL_MBUFS)
@@ -293,6 +296,13 @@ class DpdkBackend(NicBackend):
             self.mailbox.forget(pf_id, vfid)
             if st.adapter.has_vf_api:
                 self._pf_update(st)
+
+    def apply_qos(self, pf_id: str, tclasses: list[dict], shares: dict[int, dict[int, int]]) -> None:
+        """The PF's traffic classes and the VFs' normalised shares, through the PMD's calls (docs/dpdk.md, QoS)."""
+        with self.lock:
+            st = self._st(pf_id)
+            programs = {v: r.program for v, r in st.vfs.items() if r.program is not None}
+            st.adapter.apply_qos(tclasses, shares, st.speed, programs)
 
     def _pf_update(self, st: PortState) -> None:
         """Reference 5.2 step 14: PF promiscuous / all-multicast re-assert after any VF change."""

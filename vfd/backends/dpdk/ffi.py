@@ -125,6 +125,8 @@ RTE_ETH_LINK_AUTONEG = 1
 # enum rte_eth_rx_mq_mode / rte_eth_tx_mq_mode
 RTE_ETH_MQ_RX_NONE = 0
 RTE_ETH_MQ_TX_NONE = 0
+RTE_ETH_MQ_RX_VMDQ_DCB = 6  # VMDQ_FLAG | DCB_FLAG: SR-IOV pools with DCB traffic classes
+RTE_ETH_MQ_TX_VMDQ_DCB = 2
 
 # Rx / Tx offloads (RTE_BIT64(n), rte_ethdev.h)
 RTE_ETH_RX_OFFLOAD_VLAN_STRIP = 1 << 0
@@ -148,6 +150,18 @@ RTE_ETH_VMDQ_ACCEPT_BROADCAST = 1 << 3
 RTE_ETH_VMDQ_ACCEPT_MULTICAST = 1 << 4
 
 RTE_ETH_DCB_NUM_TCS = 8  # traffic classes (rte_ethdev.h)
+RTE_ETH_DCB_NUM_USER_PRIORITIES = 8
+RTE_ETH_VMDQ_MAX_VLAN_FILTERS = 64
+RTE_ETH_16_POOLS = 16  # enum rte_eth_nb_pools
+RTE_ETH_32_POOLS = 32
+RTE_ETH_DCB_PG_SUPPORT = 1 << 0  # rte_eth_conf.dcb_capability_en: priority groups (ETS bandwidth)
+
+# rte_flow.h: the few item / action types the mirror rule uses
+RTE_FLOW_ITEM_TYPE_END = 0
+RTE_FLOW_ITEM_TYPE_ETH = 6
+RTE_FLOW_ACTION_TYPE_END = 0
+RTE_FLOW_ACTION_TYPE_VF = 11  # deprecated in 22.11 in favour of representor ports, which vfd does not create
+RTE_FLOW_ACTION_TYPE_SAMPLE = 48
 
 # enum rte_eth_fc_mode
 RTE_ETH_FC_NONE = 0
@@ -435,20 +449,64 @@ class RteEthIntrConf(Structure):
     _fields_ = [("lsc", c_uint32, 1), ("rxq", c_uint32, 1), ("rmv", c_uint32, 1)]
 
 
-RTE_ETH_CONF_RX_ADV_CONF_SIZE = 2120  # sizeof(rte_eth_conf.rx_adv_conf): RSS + VMDq/DCB confs, kept opaque
-RTE_ETH_CONF_TX_ADV_CONF_SIZE = 12  # sizeof(rte_eth_conf.tx_adv_conf) (union of DCB/VMDq Tx confs)
+class RteEthRssConf(Structure):
+    """struct rte_eth_rss_conf (24 bytes)."""
+
+    _fields_ = [("rss_key", c_void_p), ("rss_key_len", c_uint8), ("rss_hf", c_uint64)]
+
+
+class RteEthVmdqPoolMap(Structure):
+    """The anonymous pool_map element of struct rte_eth_vmdq_dcb_conf: VLAN -> pools bitmap (16 bytes)."""
+
+    _fields_ = [("vlan_id", c_uint16), ("pools", c_uint64)]
+
+
+class RteEthVmdqDcbConf(Structure):
+    """struct rte_eth_vmdq_dcb_conf (1040 bytes): VMDq pools with DCB; dcb_tc maps user priority -> TC."""
+
+    _fields_ = [
+        ("nb_queue_pools", c_int),
+        ("enable_default_pool", c_uint8),
+        ("default_pool", c_uint8),
+        ("nb_pool_maps", c_uint8),
+        ("pool_map", RteEthVmdqPoolMap * RTE_ETH_VMDQ_MAX_VLAN_FILTERS),
+        ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES),
+    ]
+
+
+class RteEthDcbRxConf(Structure):
+    """struct rte_eth_dcb_rx_conf (12 bytes)."""
+
+    _fields_ = [("nb_tcs", c_int), ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES)]
+
+
+class RteEthVmdqDcbTxConf(Structure):
+    """struct rte_eth_vmdq_dcb_tx_conf (12 bytes); the largest member of rte_eth_conf's tx_adv_conf union."""
+
+    _fields_ = [("nb_queue_pools", c_int), ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES)]
+
+
+class RteEthRxAdvConf(Structure):
+    """The anonymous rx_adv_conf of struct rte_eth_conf (2120 bytes); vmdq_rx_conf is kept opaque."""
+
+    _fields_ = [
+        ("rss_conf", RteEthRssConf),
+        ("vmdq_dcb_conf", RteEthVmdqDcbConf),
+        ("dcb_rx_conf", RteEthDcbRxConf),
+        ("vmdq_rx_conf", c_uint64 * 130),
+    ]
 
 
 class RteEthConf(Structure):
-    """struct rte_eth_conf (2272 bytes).  The advanced Rx/Tx (RSS/DCB/VMDq) parts are opaque zeroed blobs."""
+    """struct rte_eth_conf (2272 bytes).  Of the advanced Rx/Tx parts vfd fills only VMDq+DCB (ixgbe QoS)."""
 
     _fields_ = [
         ("link_speeds", c_uint32),
         ("rxmode", RteEthRxmode),
         ("txmode", RteEthTxmode),
         ("lpbk_mode", c_uint32),
-        ("rx_adv_conf", c_uint64 * (RTE_ETH_CONF_RX_ADV_CONF_SIZE // 8)),
-        ("tx_adv_conf", c_uint32 * (RTE_ETH_CONF_TX_ADV_CONF_SIZE // 4)),
+        ("rx_adv_conf", RteEthRxAdvConf),
+        ("tx_adv_conf", RteEthVmdqDcbTxConf),
         ("dcb_capability_en", c_uint32),
         ("intr_conf", RteEthIntrConf),
     ]
@@ -494,6 +552,51 @@ class RtePmdBnxtMbEventParam(Structure):
     """
 
     _fields_ = [("vf_id", c_uint16), ("retval", c_int), ("msg", c_void_p)]
+
+
+class RteFlowAttr(Structure):
+    """struct rte_flow_attr (12 bytes)."""
+
+    _fields_ = [("group", c_uint32), ("priority", c_uint32), ("ingress", c_uint32, 1), ("egress", c_uint32, 1),
+                ("transfer", c_uint32, 1), ("reserved", c_uint32, 29)]
+
+
+class RteFlowItem(Structure):
+    """struct rte_flow_item (32 bytes)."""
+
+    _fields_ = [("type", c_int), ("spec", c_void_p), ("last", c_void_p), ("mask", c_void_p)]
+
+
+class RteFlowItemEth(Structure):
+    """struct rte_flow_item_eth (20 bytes): dst, src, type, then the has_vlan bit, which GCC packs into byte 14
+    (the byte after type), hence c_uint8 bitfields as in RteEthRxsegCapa."""
+
+    _fields_ = [("dst", RteEtherAddr), ("src", RteEtherAddr), ("type", c_uint16), ("has_vlan", c_uint8, 1),
+                ("_bits", c_uint8, 7), ("_pad", c_uint8 * 5)]
+
+
+class RteFlowAction(Structure):
+    """struct rte_flow_action (16 bytes)."""
+
+    _fields_ = [("type", c_int), ("conf", c_void_p)]
+
+
+class RteFlowActionSample(Structure):
+    """struct rte_flow_action_sample (16 bytes): ratio 1 = every packet; actions = what the copy gets."""
+
+    _fields_ = [("ratio", c_uint32), ("actions", c_void_p)]
+
+
+class RteFlowActionVf(Structure):
+    """struct rte_flow_action_vf (8 bytes)."""
+
+    _fields_ = [("original", c_uint32, 1), ("reserved", c_uint32, 31), ("id", c_uint32)]
+
+
+class RteFlowError(Structure):
+    """struct rte_flow_error (24 bytes): the PMD's reason when a rule is refused."""
+
+    _fields_ = [("type", c_int), ("cause", c_void_p), ("message", c_char_p)]
 
 
 # int (*rte_eth_dev_cb_fn)(uint16_t port_id, enum rte_eth_event_type event, void *cb_arg, void *ret_param)
@@ -585,7 +688,7 @@ class Mac(Arg):
 
     def convert(self, fn, value):
         try:
-            return (byref(_mac(value)),)
+            return (byref(mac_addr(value)),)
         except (ValueError, TypeError):
             self.refuse(fn, value, "must be a MAC address")
 
@@ -820,6 +923,16 @@ _TABLE = [
     #   int rte_eth_dev_callback_process(struct rte_eth_dev *dev, enum rte_eth_event_type event, void *ret_param);
     _proto("ethdev", "rte_eth_dev_callback_process", _int, Pointer("dev", nullable=False),
            Int("event", _int, 0, RTE_ETH_EVENT_MAX - 1), Pointer("ret_param"), rc=False),
+    # rte_flow.h (the mirror rule)
+    _proto("ethdev", "rte_flow_validate", _int, Port(), StructIn("attr", RteFlowAttr),
+           Pointer("pattern", POINTER(RteFlowItem), nullable=False), Pointer("actions", POINTER(RteFlowAction),
+                                                                            nullable=False),
+           StructIn("error", RteFlowError)),
+    _proto("ethdev", "rte_flow_create", c_void_p, Port(), StructIn("attr", RteFlowAttr),
+           Pointer("pattern", POINTER(RteFlowItem), nullable=False), Pointer("actions", POINTER(RteFlowAction),
+                                                                            nullable=False),
+           StructIn("error", RteFlowError), rc=False),
+    _proto("ethdev", "rte_flow_destroy", _int, Port(), Pointer("flow", nullable=False), StructIn("error", RteFlowError)),
     # rte_pmd_ixgbe.h
     _proto("net_ixgbe", "rte_pmd_ixgbe_ping_vf", _int, Port(), _VF),
     _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_mac_addr", _int, Port(), _VF, Mac()),
@@ -833,6 +946,7 @@ _TABLE = [
     _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_filter", _int, Port(), _VLAN, Int("vf_mask", _u64, 1), _ON),
     _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_rate_limit", _int, Port(), _VF, Int("tx_rate", _u32),
            Int("q_msk", _u64)),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_tc_bw_alloc", _int, Port(), Weights("bw_weight")),
     # rte_pmd_i40e.h
     _proto("net_i40e", "rte_pmd_i40e_ping_vfs", _int, Port(), _VF),
     _proto("net_i40e", "rte_pmd_i40e_set_vf_mac_anti_spoof", _int, Port(), _VF, _ON),
@@ -847,6 +961,10 @@ _TABLE = [
     _proto("net_i40e", "rte_pmd_i40e_set_vf_vlan_filter", _int, Port(), _VLAN, Int("vf_mask", _u64, 1), _ON),
     _proto("net_i40e", "rte_pmd_i40e_get_vf_stats", _int, Port(), _VF, Out("stats", RteEthStats)),
     _proto("net_i40e", "rte_pmd_i40e_set_vf_max_bw", _int, Port(), _VF, Int("bw", _u32)),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_tc_bw_alloc", _int, Port(), _VF, Weights("bw_weight")),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_tc_max_bw", _int, Port(), _VF, Int("tc_no", _u8, 0, RTE_ETH_DCB_NUM_TCS - 1),
+           Int("bw", _u32)),
+    _proto("net_i40e", "rte_pmd_i40e_set_tc_strict_prio", _int, Port(), Int("tc_map", _u8)),
     _proto("net_i40e", "rte_pmd_i40e_add_vf_mac_addr", _int, Port(), _VF, Mac()),
     _proto("net_i40e", "rte_pmd_i40e_query_vfid_by_mac", _int, Port(), Mac("vf_mac")),
     # rte_pmd_bnxt.h
@@ -1060,7 +1178,7 @@ def raw(name: str):
     raise KeyError(f"no prototype for {name}")
 
 
-def _mac(mac) -> RteEtherAddr:
+def mac_addr(mac) -> RteEtherAddr:
     """'aa:bb:cc:dd:ee:ff' / 'aa-bb-..' / 6 bytes / RteEtherAddr -> RteEtherAddr."""
     if isinstance(mac, RteEtherAddr):
         return mac
@@ -1145,7 +1263,8 @@ def __getattr__(name: str):
 # ---------------------------------------------------------------------------------------------------
 
 COMPOSED = ("eal_init", "eal_cleanup", "list_ports", "port_info", "pktmbuf_pool_create", "link_get_nowait",
-            "stats_get", "xstats", "callback_register", "callback_unregister")
+            "stats_get", "xstats", "callback_register", "callback_unregister", "flow_validate", "flow_create",
+            "flow_destroy")
 
 
 def rte_errno() -> int:
@@ -1424,3 +1543,38 @@ def hwrm_req_type(msg_ptr: int | None) -> int | None:
     if not msg_ptr:
         return None
     return int.from_bytes(ctypes.string_at(msg_ptr, 2), "little")
+
+
+# ---------------------------------------------------------------------------------------------------
+# rte_flow: the PMD's reason travels in struct rte_flow_error
+# ---------------------------------------------------------------------------------------------------
+
+
+def _flow_error(symbol: str, code: int, err: RteFlowError) -> DpdkError:
+    why = err.message.decode(errors="replace") if err.message else None
+    return DpdkError(symbol, code, f"{errno_text(code)}: {why}" if why and why != errno_text(code) else None)
+
+
+def flow_validate(port: int, attr: RteFlowAttr, pattern, actions) -> None:
+    """rte_flow_validate; DpdkError carrying the PMD's message when the rule would be refused."""
+    err = RteFlowError()
+    rc = call("rte_flow_validate", port, attr, pattern, actions, err, check=False)
+    if rc < 0:
+        raise _flow_error("rte_flow_validate", rc, err)
+
+
+def flow_create(port: int, attr: RteFlowAttr, pattern, actions) -> int:
+    """rte_flow_create -> the struct rte_flow * as an int; NULL -> DpdkError(-rte_errno) with the PMD's message."""
+    err = RteFlowError()
+    handle = call("rte_flow_create", port, attr, pattern, actions, err)
+    if not handle:
+        raise _flow_error("rte_flow_create", -(rte_errno() or _errno.EINVAL), err)
+    return int(handle)
+
+
+def flow_destroy(port: int, handle: int, check: bool = True) -> int:
+    err = RteFlowError()
+    rc = call("rte_flow_destroy", port, handle, err, check=False)
+    if rc < 0 and check:
+        raise _flow_error("rte_flow_destroy", rc, err)
+    return rc

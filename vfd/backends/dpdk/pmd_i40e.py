@@ -12,6 +12,11 @@ VF's MAC filters) and adds back the default and every remaining allow-list MAC. 
 guest added itself (multicast addresses) are wiped too until the guest re-adds them; plain re-applies (link
 up, refresh after reset) do not wipe.
 
+QoS (enable_qos): per VF, rte_pmd_i40e_set_vf_tc_bw_alloc (how the VF's bandwidth splits over its TCs) and
+rte_pmd_i40e_set_vf_tc_max_bw (each TC's cap), then rte_pmd_i40e_set_tc_strict_prio for the PF; the VF's
+overall cap stays rte_pmd_i40e_set_vf_max_bw (its rate, step 4).  The TCs themselves come from the NIC's DCB
+configuration (firmware DCBX); the PMD refuses (EINVAL) weights for a different number of TCs.
+
 Read-back: only the default MAC (rte_pmd_i40e_query_vfid_by_mac); no other VF setting has a getter.
 
 Not reached: mirroring, an untagged-frame receive gate (rte_pmd_i40e_set_vf_vlan_tag selects which frames
@@ -25,16 +30,18 @@ from __future__ import annotations
 import errno
 
 from vfd.capabilities import Feature as F
+from vfd.errors import BackendError
 from vfd.policy import mailbox as mbx
 
 from . import ffi as real_ffi
-from .adapter import PmdAdapter, narrowed_profile
+from .adapter import PmdAdapter, classes, narrowed_profile, percentages
 
 RATE_GRANULARITY = 50   # I40E_QOS_BW_GRANULARITY: rte_pmd_i40e_set_vf_max_bw refuses other values
 
 PROFILE = narrowed_profile("i40e", "net_i40e", {
     F.VLAN_FILTER, F.VLAN_STRIP, F.VLAN_INSERT, F.STRIP_INSERT_SPLIT, F.MAC_ALLOWLIST, F.MAC_ANTI_SPOOF,
     F.VLAN_ANTI_SPOOF, F.BCAST_GATE, F.MCAST_GATE, F.UUCAST_GATE, F.MAX_RATE, F.LOOPBACK, F.VF_STATS, F.MAILBOX,
+    F.QOS,
 }, fixed={"allow_untagged": False})
 
 
@@ -108,6 +115,27 @@ class I40eAdapter(PmdAdapter):
             self.call("uucast", vfid, "rte_pmd_i40e_set_vf_unicast_promisc", self.port, vfid, uucast)
         if untagged:
             self.unsupported("allow_untagged", vfid, "untagged-frame receive gate")
+
+    # ---- QoS -------------------------------------------------------------------------------------
+    def apply_qos(self, tclasses, shares, link_speed, programs) -> None:
+        """Per VF: its TC weights are its guaranteed bandwidth in each class (class min_bw x the VF's share),
+        as percentages of their sum (each at least 1: the PMD refuses 0); each TC capped at the class's max_bw
+        (multiples of 50 Mb/s).  Then the PF's strict-priority TCs (`lsp`).  TC numbers are the classes' order."""
+        if link_speed <= 0:
+            raise BackendError(self.pf_id, "enable_qos", "the PF's link speed is unknown; set 'speed' (Mb/s) on the PF")
+        order = [c for _, c in sorted(classes(tclasses, shares).items())]
+        for vf, share in sorted(shares.items()):
+            pct = percentages({i: max(1, t["min_bw"] * share.get(t["pri"], 0)) for i, t in enumerate(order)})
+            weights = [pct[i] for i in range(len(order))]
+            while 0 in weights:             # at least 1 each, still 100 in total
+                weights[weights.index(max(weights))] -= 1
+                weights[weights.index(0)] = 1
+            self.call("enable_qos", vf, "rte_pmd_i40e_set_vf_tc_bw_alloc", self.port, vf, weights)
+            for i, t in enumerate(order):
+                self.call("enable_qos", vf, "rte_pmd_i40e_set_vf_tc_max_bw", self.port, vf, i,
+                          rate_to_bw(link_speed * t["max_bw"] // 100))
+        strict = sum(1 << i for i, t in enumerate(order) if t.get("lsp"))
+        self.call("enable_qos", None, "rte_pmd_i40e_set_tc_strict_prio", self.port, strict)
 
     # ---- read-back -----------------------------------------------------------------------------------
     verifiable = frozenset({"mac"})
