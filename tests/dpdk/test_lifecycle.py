@@ -10,34 +10,19 @@ import errno
 import pytest
 
 from vfd.backends.dpdk import ffi
-from vfd.backends.dpdk.backend import PROGRAM_FIELDS, DpdkBackend
-from vfd.backends.dpdk.eal import PREFIX_ENV
+from vfd.backends.dpdk.backend import PROGRAM_FIELDS
 from vfd.errors import BackendError
 from vfd.policy import mailbox as mbx
 from vfd.program import cleared_state
 
-from .test_pmd_sequences import DRIVERS, PORT, VF, canonical, fake_port, main_config
+from .fakes import fake_port, opened  # noqa: F401 - opened is a fixture
+from .test_pmd_sequences import DRIVERS, PORT, VF, canonical
 
 PF = "0000:07:00.0"
 RATE_CALL = {"ixgbe": "rte_pmd_ixgbe_set_vf_rate_limit", "i40e": "rte_pmd_i40e_set_vf_max_bw",
              "bnxt": "rte_pmd_bnxt_set_vf_rate_limit"}
 NIC_FIELDS = ("mac", "vlans", "strip", "insert", "mac_anti_spoof", "vlan_anti_spoof", "bcast", "mcast", "uucast",
               "untagged", "max_rate")
-
-
-@pytest.fixture
-def backends(monkeypatch):
-    monkeypatch.setenv(PREFIX_ENV, "vfdtest-life")
-    made: list[DpdkBackend] = []
-
-    def make(f):
-        b = DpdkBackend(main_config(), ffi=f)
-        made.append(b)
-        b.open_pf(b.main.pciids[0])
-        return b
-    yield make
-    for b in made:
-        b.close()
 
 
 def nic(f) -> dict:
@@ -56,9 +41,9 @@ def want(p) -> dict:
 
 
 @pytest.mark.parametrize("family", ["ixgbe", "i40e", "bnxt"])
-def test_lifecycle(family, backends):
+def test_lifecycle(family, opened):
     f = fake_port(DRIVERS[family])
-    b = backends(f)
+    b = opened(f)
     # add
     p1 = canonical(family)
     b.apply_vf(PF, VF, p1, None)
@@ -80,7 +65,7 @@ def test_lifecycle(family, backends):
     assert nic(f) == want(p2)
     # restart: a new backend over the same NIC re-applies in full and the NIC is unchanged
     b.close()
-    b2 = backends(f)
+    b2 = opened(f)
     b2.apply_vf(PF, VF, p2, None)
     assert nic(f) == want(p2)
     # delete: everything back to the power-on state, with a fresh locally administered MAC
@@ -92,16 +77,16 @@ def test_lifecycle(family, backends):
     assert after["macs"] == set() and after["mac"] not in (p2.mac, None) and int(after["mac"][:2], 16) & 2
 
 
-def test_read_back_reports_only_what_the_pmd_can_read(backends):
+def test_read_back_reports_only_what_the_pmd_can_read(opened):
     """ixgbe and bnxt have no VF getter: read_vf is empty and every field unverifiable.  i40e reads the default
     MAC back (query_vfid_by_mac), so a MAC changed behind vfd's back shows as drift and re-apply repairs it."""
     for family in ("ixgbe", "bnxt"):
         f = fake_port(DRIVERS[family])
-        b = backends(f)
+        b = opened(f)
         b.apply_vf(PF, VF, canonical(family), None)
         assert b.read_vf(PF, VF) == {} and b.unverifiable_fields(PF) == PROGRAM_FIELDS
     f = fake_port("net_i40e")
-    b = backends(f)
+    b = opened(f)
     p = canonical("i40e")
     b.apply_vf(PF, VF, p, None)
     assert b.unverifiable_fields(PF) == PROGRAM_FIELDS - {"mac"}
@@ -112,12 +97,12 @@ def test_read_back_reports_only_what_the_pmd_can_read(backends):
     assert b.read_vf(PF, VF) == {"mac": p.mac}
 
 
-def test_every_pmd_call_holds_the_lock(backends):
+def test_every_pmd_call_holds_the_lock(opened):
     """Programming, PF settings, counters, probes, read-back, link events and the mailbox thread's port lookup:
     every DPDK call runs under the backend's lock (callback_unregister excepted: it waits for a running
     callback, which may itself be waiting for the lock)."""
     f = fake_port("net_bnxt")
-    b = backends(f)
+    b = opened(f)
     unlocked: list[str] = []
     lookups: list[bool] = []
 

@@ -13,7 +13,6 @@ import errno
 import pytest
 
 from vfd.backends.dpdk import ffi
-from vfd.policy import mailbox as mbx
 from vfd.backends.dpdk.adapter import NoVfApiAdapter, VFRecord, adapter_class, make_adapter
 from vfd.backends.dpdk.backend import PROGRAM_FIELDS, DpdkBackend
 from vfd.backends.dpdk.eal import PREFIX_ENV, eal_args
@@ -21,8 +20,10 @@ from vfd.capabilities import Feature
 from vfd.errors import BackendError, CapabilityError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import VFConfig
+from vfd.policy import mailbox as mbx
 from vfd.program import build_program
 
+from .fakes import fake_port, main_config
 from .recording_ffi import RecordingFfi
 
 A, B, C, D, E = ("02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c", "02:00:00:00:00:0d",
@@ -357,13 +358,6 @@ def test_failure_half_way_is_recorded_and_undone():
 
 # ---- the backend around the adapters (no EAL) ----------------------------------------------------------------
 
-def main_config(**kw) -> MainConfig:
-    data = {"backend": "dpdk", "pciids": [{"id": "0000:07:00.0", "vfs_count": 4}], "cpu_mask": "0x01",
-            "huge_pages": False, "enable_flowcontrol": True}
-    data.update(kw)
-    return MainConfig.model_validate(data)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_backends(monkeypatch, tmp_path):
     """Backends built here see a fake runtime dir and are all closed (their atexit hook would run too)."""
@@ -378,26 +372,6 @@ def _isolated_backends(monkeypatch, tmp_path):
     yield
     for b in made:
         b.close()
-
-
-def fake_port(driver: str = "net_ixgbe", max_vfs: int = 4, lsc: bool = True, sample: bool = False) -> RecordingFfi:
-    info = ffi.RteEthDevInfo()
-    info.min_mtu, info.max_mtu = 68, 9710
-    flags = ctypes.c_uint32(0x2 if lsc else 0)
-    info.dev_flags = ctypes.addressof(flags)
-    info.rx_offload_capa = ffi.RTE_ETH_RX_OFFLOAD_VLAN_STRIP | ffi.RTE_ETH_RX_OFFLOAD_CHECKSUM
-    info.default_rxconf.rx_free_thresh = 32
-    pinfo = ffi.PortInfo(port_id=0, name="0000:07:00.0", driver_name=driver, max_vfs=max_vfs, max_rx_queues=128,
-                         max_tx_queues=128, max_mac_addrs=128, min_mtu=68, max_mtu=9710, max_rx_pktlen=9728,
-                         if_index=0, socket_id=0, mac="00:1b:21:00:00:01")
-    f = RecordingFfi(sample=sample, returns={
-        "list_ports": lambda: [0], "rte_eth_dev_get_name_by_port": lambda p: "0000:07:00.0", "port_info": lambda p: pinfo,
-        "rte_eth_dev_info_get": lambda p: info, "pktmbuf_pool_create": 0x1000, "callback_register": lambda *a: object(),
-        "link_get_nowait": lambda p: ffi.LinkStatus(10000, True, True, True),
-        "rte_version": "DPDK 22.11.11", "eal_cleanup": 0,
-    })
-    f.keep = (info, flags)
-    return f
 
 
 def test_open_pf_follows_reference_5_1(monkeypatch, tmp_path):

@@ -15,7 +15,8 @@ from vfd.errors import BackendError, CapabilityError
 from vfd.model.vfconfig import VFConfig
 from vfd.program import build_program
 
-from .test_pmd_sequences import A, B, PORT, fake_port, main_config
+from .fakes import fake_port, main_config, opened  # noqa: F401 - opened is a fixture
+from .test_pmd_sequences import A, B, PORT
 
 PF = "0000:07:00.0"
 # the worked example of docs/dpdk.md: two classes on a 10 Gb/s PF
@@ -25,20 +26,13 @@ SHARES = {1: {0: 50, 1: 25}, 2: {0: 50, 1: 75}}
 
 
 @pytest.fixture
-def backend(monkeypatch):
-    monkeypatch.setenv(PREFIX_ENV, "vfdtest-qos")
-    made = []
-
+def backend(opened):
+    """A PF with the worked example's classes."""
     def make(f, **main):
         pf = {"id": PF, "vfs_count": main.pop("vfs_count", 4),
               "tclasses": [{k: t[k] for k in ("pri", "name", "min_bw", "max_bw", "lsp")} for t in TCLASSES]}
-        b = DpdkBackend(main_config(pciids=[pf], **main), ffi=f)
-        made.append(b)
-        b.open_pf(b.main.pciids[0])
-        return b
-    yield make
-    for b in made:
-        b.close()
+        return opened(f, pciids=[pf], **main)
+    return make
 
 
 def prog(b, vfid, **cfg):

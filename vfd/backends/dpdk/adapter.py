@@ -257,7 +257,7 @@ class PmdAdapter:
             rec.guest_mac = None            # the operator changed the default: the guest's choice goes
         rec.program = program
         # 1. mirror (its rule matches the VF's MAC)
-        if (changed("mirror", "mac") and program.mirror is not None) or (rec.mirror_flows and changed("mirror", "mac")):
+        if changed("mirror", "mac") and (program.mirror is not None or rec.mirror_flows):
             self.set_mirror(vfid, program, rec)
         # 2. VLAN filter
         if changed("vlans") or rec.vlans != set(program.vlans):

@@ -19,7 +19,8 @@ configuration (firmware DCBX); the PMD refuses (EINVAL) weights for a different 
 
 Read-back: only the default MAC (rte_pmd_i40e_query_vfid_by_mac); no other VF setting has a getter.
 
-Not reached: mirroring, an untagged-frame receive gate (rte_pmd_i40e_set_vf_vlan_tag selects which frames
+Not reached: mirroring (no SAMPLE action in the 22.11 i40e flow engine: the start-up probe refuses it), an
+untagged-frame receive gate (rte_pmd_i40e_set_vf_vlan_tag selects which frames
 the VF may *send*; the original left it commented out), link state, guaranteed rate, the PF spoof counter
 other than the sum of VF TX errors (what the original showed), a queue probe other than the
 ENABLE/DISABLE_QUEUES messages.
