@@ -25,6 +25,10 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from tests.dpdk.recording_ffi import RecordingFfi  # noqa: E402
 from vfd.backends.dpdk import backend as bk  # noqa: E402
 from vfd.backends.dpdk import ffi, pmd_bnxt, pmd_i40e, pmd_ixgbe  # noqa: E402
+from vfd.backends.dpdk.adapter import make_adapter  # noqa: E402
+from vfd.backends.dpdk.eal import PREFIX_ENV, runtime_dir  # noqa: E402
+from vfd.backends.dpdk.mailbox_bridge import REFRESH_INTERVAL, REFRESH_SETTLE  # noqa: E402
+from vfd.policy import mailbox as mbx  # noqa: E402
 from vfd.model.mainconfig import MainConfig  # noqa: E402
 from vfd.model.vfconfig import VFConfig  # noqa: E402
 from vfd.program import build_program  # noqa: E402
@@ -39,7 +43,7 @@ def mac_bytes(mac: str) -> bytes:
 
 def main() -> int:
     prefix = sys.argv[1]
-    os.environ[bk.PREFIX_ENV] = prefix
+    os.environ[PREFIX_ENV] = prefix
     res: dict = {"families": {}}
     cfg = MainConfig.model_validate({"backend": "dpdk", "huge_pages": False, "cpu_mask": "0x01",
                                      "pciids": [{"id": PF, "vfs_count": 8, "mtu": 1500}]})
@@ -58,15 +62,15 @@ def main() -> int:
         return int(param.retval)
 
     # net_null itself: no VF API, so its callback leaves the PMD's default verdict alone
-    msg = (ctypes.c_uint32 * 16)(ffi.IXGBE_VF_SET_VLAN | (1 << 16), 99)
-    p = ffi.RtePmdIxgbeMbEventParam(vfid=1, msg_type=ffi.IXGBE_VF_SET_VLAN, retval=ffi.RTE_PMD_MB_EVENT_PROCEED,
+    msg = (ctypes.c_uint32 * 16)(mbx.IXGBE_VF_SET_VLAN | (1 << 16), 99)
+    p = ffi.RtePmdIxgbeMbEventParam(vfid=1, msg_type=mbx.IXGBE_VF_SET_VLAN, retval=mbx.PROCEED,
                                     msg=ctypes.addressof(msg))
     res["net_null_retval"] = fire(p)
 
     def setup(adapter_cls, macs):
         st.adapter = adapter_cls(RecordingFfi(), port, PF)
         st.vfs.clear()
-        b.refresh.clear()
+        b.mailbox.refresh.clear()
         for vfid, mlist in ((1, macs), (2, [C])):
             prog = build_program(VFConfig.model_validate({"pciid": PF, "vfid": vfid, "vlans": [10, 20],
                                                           "macs": mlist, "allow_un_ucast": False}),
@@ -86,23 +90,23 @@ def main() -> int:
             raw = mac_bytes(mac) + b"\0\0"
             words[1] = int.from_bytes(raw[0:4], "little")
             words[2] = int.from_bytes(raw[4:8], "little")
-        p = ffi.RtePmdIxgbeMbEventParam(vfid=vfid, msg_type=msg_type, retval=ffi.RTE_PMD_MB_EVENT_PROCEED,
+        p = ffi.RtePmdIxgbeMbEventParam(vfid=vfid, msg_type=msg_type, retval=mbx.PROCEED,
                                         msg=ctypes.addressof(words))
         out[name] = {"retval": fire(p), "word1": int(words[1])}
 
-    ixgbe("vlan_configured", ffi.IXGBE_VF_SET_VLAN, info=1, word1=10)
-    ixgbe("vlan_not_configured", ffi.IXGBE_VF_SET_VLAN, info=1, word1=99)
-    ixgbe("mac_admissible", ffi.IXGBE_VF_SET_MAC_ADDR, mac=D)
-    ixgbe("mac_in_use", ffi.IXGBE_VF_SET_MAC_ADDR, mac=C)
-    ixgbe("macvlan_in_use", ffi.IXGBE_VF_SET_MACVLAN, info=1, mac=C)
-    ixgbe("lpe_fits", ffi.IXGBE_VF_SET_LPE, word1=1522)
-    ixgbe("lpe_too_big", ffi.IXGBE_VF_SET_LPE, word1=9018)
-    ixgbe("xcast_promisc", ffi.IXGBE_VF_UPDATE_XCAST_MODE, word1=ffi.IXGBEVF_XCAST_MODE_PROMISC)
+    ixgbe("vlan_configured", mbx.IXGBE_VF_SET_VLAN, info=1, word1=10)
+    ixgbe("vlan_not_configured", mbx.IXGBE_VF_SET_VLAN, info=1, word1=99)
+    ixgbe("mac_admissible", mbx.IXGBE_VF_SET_MAC_ADDR, mac=D)
+    ixgbe("mac_in_use", mbx.IXGBE_VF_SET_MAC_ADDR, mac=C)
+    ixgbe("macvlan_in_use", mbx.IXGBE_VF_SET_MACVLAN, info=1, mac=C)
+    ixgbe("lpe_fits", mbx.IXGBE_VF_SET_LPE, word1=1522)
+    ixgbe("lpe_too_big", mbx.IXGBE_VF_SET_LPE, word1=9018)
+    ixgbe("xcast_promisc", mbx.IXGBE_VF_UPDATE_XCAST_MODE, word1=mbx.IXGBEVF_XCAST_MODE_PROMISC)
     ixgbe("unknown", 0x2F)
-    ixgbe("unmanaged_vlan", ffi.IXGBE_VF_SET_VLAN, vfid=5, info=1, word1=99)
-    ixgbe("reset", ffi.IXGBE_VF_RESET)
-    out["guest_mac"] = b.read_vf(PF, 1)["guest_mac"]
-    out["refresh_queued"] = sorted(v for _, v in b.refresh)
+    ixgbe("unmanaged_vlan", mbx.IXGBE_VF_SET_VLAN, vfid=5, info=1, word1=99)
+    ixgbe("reset", mbx.IXGBE_VF_RESET)
+    out["guest_mac"] = st.vfs[1].guest_mac
+    out["refresh_queued"] = sorted(v for _, v in b.mailbox.refresh)
     out["pending"] = [(fn.__name__, [getattr(a, "kind", a) for a in args]) for fn, args in b.pending]
     # the loop: queued work runs, the refresh timer fires once the VF's mailbox is quiet (no queue probe on ixgbe)
     events = []
@@ -111,9 +115,9 @@ def main() -> int:
         b.attach(asyncio.get_running_loop(), events.append)
         await asyncio.sleep(seconds)
     ffi.callback_process(port, ffi.RTE_ETH_EVENT_INTR_LSC, None)    # before attach: queued
-    asyncio.run(run_loop(bk.REFRESH_SETTLE + 4 * bk.REFRESH_INTERVAL))
+    asyncio.run(run_loop(REFRESH_SETTLE + 4 * REFRESH_INTERVAL))
     out["events"] = [(e.kind, e.vfid) for e in events]
-    out["pings"] = [a for n, a in st.adapter.ffi.calls if n == "ixgbe_ping_vf"]
+    out["pings"] = [a for n, a in st.adapter.ffi.calls if n == "rte_pmd_ixgbe_ping_vf"]
     b.loop = None                       # detach: the asyncio loop above is closed
     res["families"]["ixgbe"] = out
 
@@ -123,7 +127,7 @@ def main() -> int:
 
     def i40e(name, opcode, payload: bytes, vfid=1):
         buf = (ctypes.c_uint8 * max(len(payload), 1)).from_buffer_copy(payload or b"\0")
-        p = ffi.RtePmdI40eMbEventParam(vfid=vfid, msg_type=opcode, retval=ffi.RTE_PMD_MB_EVENT_PROCEED,
+        p = ffi.RtePmdI40eMbEventParam(vfid=vfid, msg_type=opcode, retval=mbx.PROCEED,
                                        msg=ctypes.addressof(buf), msglen=len(payload))
         out[name] = {"retval": fire(p), "payload": bytes(buf)[:len(payload)].hex()}
 
@@ -134,17 +138,17 @@ def main() -> int:
         return (0).to_bytes(2, "little") + len(macs).to_bytes(2, "little") + b"".join(
             mac_bytes(m) + b"\0\0" for m in macs)
 
-    i40e("vlan_configured", ffi.VIRTCHNL_OP_ADD_VLAN, vlans(10, 20))
-    i40e("vlan_not_configured", ffi.VIRTCHNL_OP_ADD_VLAN, vlans(10, 99))
-    i40e("mac_admissible", ffi.VIRTCHNL_OP_ADD_ETH_ADDR, addrs(D))
-    i40e("mac_in_use", ffi.VIRTCHNL_OP_ADD_ETH_ADDR, addrs(C))
-    both = ffi.FLAG_VF_UNICAST_PROMISC | ffi.FLAG_VF_MULTICAST_PROMISC
-    i40e("promisc_both", ffi.VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE, (0).to_bytes(2, "little") + both.to_bytes(2, "little"))
+    i40e("vlan_configured", mbx.VIRTCHNL_OP_ADD_VLAN, vlans(10, 20))
+    i40e("vlan_not_configured", mbx.VIRTCHNL_OP_ADD_VLAN, vlans(10, 99))
+    i40e("mac_admissible", mbx.VIRTCHNL_OP_ADD_ETH_ADDR, addrs(D))
+    i40e("mac_in_use", mbx.VIRTCHNL_OP_ADD_ETH_ADDR, addrs(C))
+    both = mbx.FLAG_VF_UNICAST_PROMISC | mbx.FLAG_VF_MULTICAST_PROMISC
+    i40e("promisc_both", mbx.VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE, (0).to_bytes(2, "little") + both.to_bytes(2, "little"))
     i40e("unknown", 99, b"")
-    i40e("enable_queues", ffi.VIRTCHNL_OP_ENABLE_QUEUES, b"\0" * 12)
-    out["guest_macs"] = b.read_vf(PF, 1)["guest_macs"]
+    i40e("enable_queues", mbx.VIRTCHNL_OP_ENABLE_QUEUES, b"\0" * 12)
+    out["guest_macs"] = st.vfs[1].guest_macs
     out["queues_ready"] = st.vfs[1].queues_ready
-    out["refresh_queued"] = sorted(v for _, v in b.refresh)
+    out["refresh_queued"] = sorted(v for _, v in b.mailbox.refresh)
     res["families"]["i40e"] = out
 
     # ---- bnxt ------------------------------------------------------------------------------------------
@@ -157,25 +161,25 @@ def main() -> int:
         for off, raw in fields.items():
             for i, x in enumerate(raw):
                 buf[off + i] = x
-        p = ffi.RtePmdBnxtMbEventParam(vf_id=vfid, retval=ffi.RTE_PMD_MB_EVENT_PROCEED, msg=ctypes.addressof(buf))
+        p = ffi.RtePmdBnxtMbEventParam(vf_id=vfid, retval=mbx.PROCEED, msg=ctypes.addressof(buf))
         out[name] = {"retval": fire(p), "mask": int.from_bytes(bytes(buf)[20:24], "little")}
 
     en_mac = (0x8).to_bytes(4, "little")
-    bnxt("default_mac_configured", ffi.HWRM_FUNC_VF_CFG, {16: en_mac, 26: mac_bytes(A)})
-    bnxt("default_mac_not_configured", ffi.HWRM_FUNC_VF_CFG, {16: en_mac, 26: mac_bytes(D)})
-    bnxt("mtu_too_big", ffi.HWRM_FUNC_VF_CFG, {16: (0x1).to_bytes(4, "little"), 20: (9000).to_bytes(2, "little")})
-    bnxt("mtu_fits", ffi.HWRM_FUNC_VF_CFG, {16: (0x1).to_bytes(4, "little"), 20: (1500).to_bytes(2, "little")})
-    rx = (ffi.HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_PROMISCUOUS | ffi.HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_BCAST
-          | ffi.HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_ALL_MCAST)
-    bnxt("rx_mask", ffi.HWRM_CFA_L2_SET_RX_MASK, {20: rx.to_bytes(4, "little")})
+    bnxt("default_mac_configured", mbx.HWRM_FUNC_VF_CFG, {16: en_mac, 26: mac_bytes(A)})
+    bnxt("default_mac_not_configured", mbx.HWRM_FUNC_VF_CFG, {16: en_mac, 26: mac_bytes(D)})
+    bnxt("mtu_too_big", mbx.HWRM_FUNC_VF_CFG, {16: (0x1).to_bytes(4, "little"), 20: (9000).to_bytes(2, "little")})
+    bnxt("mtu_fits", mbx.HWRM_FUNC_VF_CFG, {16: (0x1).to_bytes(4, "little"), 20: (1500).to_bytes(2, "little")})
+    rx = (mbx.RX_MASK_PROMISCUOUS | mbx.RX_MASK_BCAST
+          | mbx.RX_MASK_ALL_MCAST)
+    bnxt("rx_mask", mbx.HWRM_CFA_L2_SET_RX_MASK, {20: rx.to_bytes(4, "little")})
     bnxt("nvm", 0xFFF3, {})
-    bnxt("ring_alloc", ffi.HWRM_RING_ALLOC, {})
+    bnxt("ring_alloc", mbx.HWRM_RING_ALLOC, {})
     res["families"]["bnxt"] = out
 
-    st.adapter = bk.make_adapter(ffi, port, PF, "net_null")
+    st.adapter = make_adapter(ffi, port, PF, "net_null")
     b.close()
     b.close()
-    res["runtime_dir_exists"] = os.path.exists(bk.runtime_dir(prefix))
+    res["runtime_dir_exists"] = os.path.exists(runtime_dir(prefix))
     res["callbacks_left"] = len(ffi.registered_callbacks())
     print("RESULT " + json.dumps(res, default=str), flush=True)
     return 0

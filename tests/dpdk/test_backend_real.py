@@ -19,7 +19,7 @@ import pytest
 
 from tests.vfdlab import VfdProcess, vf_config
 from vfd.backends.dpdk import ffi
-from vfd.backends.dpdk.backend import PREFIX_ENV
+from vfd.backends.dpdk.eal import PREFIX_ENV
 from vfd.policy import mailbox as m
 
 pytestmark = [

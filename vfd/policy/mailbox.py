@@ -29,23 +29,187 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vfd.backends.dpdk.ffi import (  # message ids: protocol facts, defined once with the binding
-    IXGBE_VF_RESET, IXGBE_VF_SET_MAC_ADDR, IXGBE_VF_SET_MULTICAST, IXGBE_VF_SET_VLAN,
-    IXGBE_VF_SET_LPE, IXGBE_VF_SET_MACVLAN, IXGBE_VF_API_NEGOTIATE, IXGBE_VF_GET_QUEUES,
-    IXGBE_VF_UPDATE_XCAST_MODE, VIRTCHNL_OP_VERSION, VIRTCHNL_OP_RESET_VF, VIRTCHNL_OP_GET_VF_RESOURCES,
-    VIRTCHNL_OP_CONFIG_TX_QUEUE, VIRTCHNL_OP_CONFIG_RX_QUEUE, VIRTCHNL_OP_CONFIG_VSI_QUEUES, VIRTCHNL_OP_CONFIG_IRQ_MAP,
-    VIRTCHNL_OP_ENABLE_QUEUES, VIRTCHNL_OP_DISABLE_QUEUES, VIRTCHNL_OP_ADD_ETH_ADDR, VIRTCHNL_OP_DEL_ETH_ADDR,
-    VIRTCHNL_OP_ADD_VLAN, VIRTCHNL_OP_DEL_VLAN, VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE, VIRTCHNL_OP_GET_STATS,
-    VIRTCHNL_OP_EVENT, VIRTCHNL_OP_CONFIG_RSS_KEY, VIRTCHNL_OP_CONFIG_RSS_LUT, VIRTCHNL_OP_GET_RSS_HENA_CAPS,
-    VIRTCHNL_OP_SET_RSS_HENA, VIRTCHNL_OP_ENABLE_VLAN_STRIPPING, VIRTCHNL_OP_DISABLE_VLAN_STRIPPING, HWRM_FUNC_VF_CFG,
-    HWRM_CFA_L2_FILTER_ALLOC, HWRM_CFA_L2_SET_RX_MASK,
-)
-
 # Verdicts: enum rte_pmd_{ixgbe,i40e,bnxt}_mb_event_rsp (identical values in the three 22.11 headers).
 NOOP_ACK = 0
 NOOP_NACK = 1
 PROCEED = 2
 VERDICT_NAMES = {NOOP_ACK: "NOOP_ACK", NOOP_NACK: "NOOP_NACK", PROCEED: "PROCEED"}
+
+# ---------------------------------------------------------------------------------------------------
+# Message ids: protocol facts the policy gives meaning to (none is in a public DPDK header)
+# ---------------------------------------------------------------------------------------------------
+
+# ixgbe: message ids are NOT in a public header.  They come from DPDK drivers/net/ixgbe/base/ixgbe_mbx.h (same
+# values as Linux drivers/net/ethernet/intel/ixgbe/ixgbe_mbx.h).  The PMD (ixgbe_pf.c) fills
+# rte_pmd_ixgbe_mb_event_param.msg_type with msgbuf[0] & 0xFFFF and .msg with the 16-word uint32_t msgbuf, so the
+# per-message "info" byte (bits 16..23 of msgbuf[0]: VLAN add flag, MACVLAN index, multicast count, xcast mode
+# for older APIs) must be read from msg word 0.  Payloads: SET_MAC_ADDR / SET_MACVLAN -> MAC in bytes 4..9;
+# SET_VLAN -> VLAN id in word 1, add(1)/remove(0) in the info byte; SET_LPE -> max frame size in word 1;
+# SET_MULTICAST -> count in the info byte, 16-bit hashes from word 1; UPDATE_XCAST_MODE -> mode in word 1.
+IXGBE_VFMAILBOX_SIZE = 16  # 32-bit words per mailbox message
+IXGBE_VF_RESET = 0x01
+IXGBE_VF_SET_MAC_ADDR = 0x02
+IXGBE_VF_SET_MULTICAST = 0x03
+IXGBE_VF_SET_VLAN = 0x04
+IXGBE_VF_SET_LPE = 0x05
+IXGBE_VF_SET_MACVLAN = 0x06
+IXGBE_VF_API_NEGOTIATE = 0x08
+IXGBE_VF_GET_QUEUES = 0x09
+IXGBE_VF_GET_RETA = 0x0A
+IXGBE_VF_GET_RSS_KEY = 0x0B
+IXGBE_VF_UPDATE_XCAST_MODE = 0x0C
+IXGBE_VT_MSGINFO_SHIFT = 16
+IXGBE_VT_MSGINFO_MASK = 0xFF << IXGBE_VT_MSGINFO_SHIFT
+IXGBE_MBX_MSG_NAMES = {
+    IXGBE_VF_RESET: "VF_RESET",
+    IXGBE_VF_SET_MAC_ADDR: "SET_MAC_ADDR",
+    IXGBE_VF_SET_MULTICAST: "SET_MULTICAST",
+    IXGBE_VF_SET_VLAN: "SET_VLAN",
+    IXGBE_VF_SET_LPE: "SET_LPE",
+    IXGBE_VF_SET_MACVLAN: "SET_MACVLAN",
+    IXGBE_VF_API_NEGOTIATE: "API_NEGOTIATE",
+    IXGBE_VF_GET_QUEUES: "GET_QUEUES",
+    IXGBE_VF_GET_RETA: "GET_RETA",
+    IXGBE_VF_GET_RSS_KEY: "GET_RSS_KEY",
+    IXGBE_VF_UPDATE_XCAST_MODE: "UPDATE_XCAST_MODE",
+}
+
+# i40e: msg_type is the virtchnl opcode (enum virtchnl_ops).  Not in a public header: DPDK
+# drivers/net/i40e/base/virtchnl.h and drivers/common/iavf/virtchnl.h (base opcodes are frozen by the protocol;
+# VERSION "must ALWAYS be 1", EVENT "must ALWAYS be 17").  .msg points at the opcode's payload, .msglen its size.
+VIRTCHNL_OP_UNKNOWN = 0
+VIRTCHNL_OP_VERSION = 1
+VIRTCHNL_OP_RESET_VF = 2
+VIRTCHNL_OP_GET_VF_RESOURCES = 3
+VIRTCHNL_OP_CONFIG_TX_QUEUE = 4
+VIRTCHNL_OP_CONFIG_RX_QUEUE = 5
+VIRTCHNL_OP_CONFIG_VSI_QUEUES = 6
+VIRTCHNL_OP_CONFIG_IRQ_MAP = 7
+VIRTCHNL_OP_ENABLE_QUEUES = 8
+VIRTCHNL_OP_DISABLE_QUEUES = 9
+VIRTCHNL_OP_ADD_ETH_ADDR = 10
+VIRTCHNL_OP_DEL_ETH_ADDR = 11
+VIRTCHNL_OP_ADD_VLAN = 12
+VIRTCHNL_OP_DEL_VLAN = 13
+VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE = 14
+VIRTCHNL_OP_GET_STATS = 15
+VIRTCHNL_OP_RSVD = 16
+VIRTCHNL_OP_EVENT = 17
+VIRTCHNL_OP_CONFIG_RSS_KEY = 23
+VIRTCHNL_OP_CONFIG_RSS_LUT = 24
+VIRTCHNL_OP_GET_RSS_HENA_CAPS = 25
+VIRTCHNL_OP_SET_RSS_HENA = 26
+VIRTCHNL_OP_ENABLE_VLAN_STRIPPING = 27
+VIRTCHNL_OP_DISABLE_VLAN_STRIPPING = 28
+VIRTCHNL_OP_REQUEST_QUEUES = 29
+# Payload layouts the policy reads (virtchnl.h):
+#   ADD/DEL_ETH_ADDR: struct virtchnl_ether_addr_list {u16 vsi_id; u16 num_elements; {u8 addr[6]; u8 type; u8 pad;}[]}
+#   ADD/DEL_VLAN:     struct virtchnl_vlan_filter_list {u16 vsi_id; u16 num_elements; u16 vlan_id[];}
+#   CONFIG_PROMISCUOUS_MODE: struct virtchnl_promisc_info {u16 vsi_id; u16 flags;}
+VIRTCHNL_OP_NAMES = {
+    v: k[len("VIRTCHNL_OP_"):]
+    for k, v in list(globals().items())
+    if k.startswith("VIRTCHNL_OP_") and isinstance(v, int)
+}
+
+# bnxt: rte_pmd_bnxt.h defines BNXT_VF_RESET.. (below) but the PMD does not use them: bnxt forwards the VF's raw
+# HWRM request and the message type is its little-endian u16 req_type at offset 0 of .msg (struct input
+# {__le16 req_type, cmpl_ring, seq_id, target_id; __le64 resp_addr;}, 16 bytes).  HWRM ids are NOT in a public
+# header: DPDK drivers/net/bnxt/hsi_struct_def_dpdk.h.
+HWRM_VER_GET = 0x00
+HWRM_FUNC_BUF_UNRGTR = 0x0E
+HWRM_FUNC_VF_CFG = 0x0F
+HWRM_FUNC_RESET = 0x11
+HWRM_FUNC_GETFID = 0x12
+HWRM_FUNC_VF_ALLOC = 0x13
+HWRM_FUNC_VF_FREE = 0x14
+HWRM_FUNC_QCAPS = 0x15
+HWRM_FUNC_QCFG = 0x16
+HWRM_FUNC_CFG = 0x17
+HWRM_FUNC_QSTATS = 0x18
+HWRM_FUNC_CLR_STATS = 0x19
+HWRM_FUNC_DRV_UNRGTR = 0x1A
+HWRM_FUNC_VF_RESC_FREE = 0x1B
+HWRM_FUNC_VF_VNIC_IDS_QUERY = 0x1C
+HWRM_FUNC_DRV_RGTR = 0x1D
+HWRM_FUNC_DRV_QVER = 0x1E
+HWRM_FUNC_BUF_RGTR = 0x1F
+HWRM_PORT_PHY_CFG = 0x20
+HWRM_PORT_MAC_CFG = 0x21
+HWRM_PORT_QSTATS = 0x23
+HWRM_PORT_LPBK_QSTATS = 0x24
+HWRM_PORT_CLR_STATS = 0x25
+HWRM_PORT_PHY_QCFG = 0x27
+HWRM_PORT_MAC_QCFG = 0x28
+HWRM_PORT_PHY_QCAPS = 0x2A
+HWRM_PORT_LED_CFG = 0x2D
+HWRM_PORT_LED_QCFG = 0x2E
+HWRM_PORT_LED_QCAPS = 0x2F
+HWRM_QUEUE_QPORTCFG = 0x30
+HWRM_QUEUE_QCFG = 0x31
+HWRM_QUEUE_CFG = 0x32
+HWRM_FUNC_VLAN_CFG = 0x33
+HWRM_FUNC_VLAN_QCFG = 0x34
+HWRM_QUEUE_PFCENABLE_QCFG = 0x35
+HWRM_QUEUE_PFCENABLE_CFG = 0x36
+HWRM_QUEUE_PRI2COS_QCFG = 0x37
+HWRM_QUEUE_PRI2COS_CFG = 0x38
+HWRM_QUEUE_COS2BW_QCFG = 0x39
+HWRM_QUEUE_COS2BW_CFG = 0x3A
+HWRM_VNIC_ALLOC = 0x40
+HWRM_VNIC_FREE = 0x41
+HWRM_VNIC_CFG = 0x42
+HWRM_VNIC_QCFG = 0x43
+HWRM_VNIC_TPA_CFG = 0x44
+HWRM_VNIC_RSS_CFG = 0x46
+HWRM_VNIC_RSS_QCFG = 0x47
+HWRM_VNIC_PLCMODES_CFG = 0x48
+HWRM_VNIC_PLCMODES_QCFG = 0x49
+HWRM_VNIC_QCAPS = 0x4A
+HWRM_RING_ALLOC = 0x50
+HWRM_RING_FREE = 0x51
+HWRM_RING_CMPL_RING_QAGGINT_PARAMS = 0x52
+HWRM_RING_CMPL_RING_CFG_AGGINT_PARAMS = 0x53
+HWRM_RING_RESET = 0x5E
+HWRM_RING_GRP_ALLOC = 0x60
+HWRM_RING_GRP_FREE = 0x61
+HWRM_VNIC_RSS_COS_LB_CTX_ALLOC = 0x70
+HWRM_VNIC_RSS_COS_LB_CTX_FREE = 0x71
+HWRM_CFA_L2_FILTER_ALLOC = 0x90
+HWRM_CFA_L2_FILTER_FREE = 0x91
+HWRM_CFA_L2_FILTER_CFG = 0x92
+HWRM_CFA_L2_SET_RX_MASK = 0x93
+HWRM_CFA_VLAN_ANTISPOOF_CFG = 0x94
+HWRM_CFA_TUNNEL_FILTER_ALLOC = 0x95
+HWRM_CFA_TUNNEL_FILTER_FREE = 0x96
+HWRM_CFA_NTUPLE_FILTER_ALLOC = 0x99
+HWRM_CFA_NTUPLE_FILTER_FREE = 0x9A
+HWRM_CFA_NTUPLE_FILTER_CFG = 0x9B
+HWRM_CFA_EM_FLOW_ALLOC = 0x9C
+HWRM_CFA_EM_FLOW_FREE = 0x9D
+HWRM_CFA_EM_FLOW_CFG = 0x9E
+HWRM_TUNNEL_DST_PORT_QUERY = 0xA0
+HWRM_TUNNEL_DST_PORT_ALLOC = 0xA1
+HWRM_TUNNEL_DST_PORT_FREE = 0xA2
+HWRM_STAT_CTX_ALLOC = 0xB0
+HWRM_STAT_CTX_FREE = 0xB1
+HWRM_STAT_CTX_QUERY = 0xB2
+HWRM_STAT_CTX_CLR_STATS = 0xB3
+HWRM_FW_RESET = 0xC0
+HWRM_FW_QSTATUS = 0xC1
+HWRM_EXEC_FWD_RESP = 0xD0
+HWRM_REJECT_FWD_RESP = 0xD1
+HWRM_FWD_RESP = 0xD2
+HWRM_FWD_ASYNC_EVENT_CMPL = 0xD3
+HWRM_TEMP_MONITOR_QUERY = 0xE0
+HWRM_WOL_FILTER_ALLOC = 0xF0
+HWRM_WOL_FILTER_FREE = 0xF1
+HWRM_WOL_FILTER_QCFG = 0xF2
+HWRM_WOL_REASON_QCFG = 0xF3
+HWRM_DBG_DUMP = 0xFF14
+HWRM_NVM_FIRST = 0xFFEF  # HWRM_NVM_VALIDATE_OPTION; every id from here to 0xFFFF is an NVM operation
+HWRM_MSG_NAMES = {v: k[len("HWRM_"):] for k, v in list(globals().items()) if k.startswith("HWRM_") and k.isupper()
+                  and isinstance(v, int) and not k.startswith("HWRM_NVM_")}
 
 # Side effects a decision may ask for (carried out by the backend, never here).
 REFRESH = "refresh"                    # re-apply vfd's settings once the VF's queues are up (reference 7.2)

@@ -3,10 +3,12 @@
 What this module is
     The thin layer between vfd's ``dpdk`` backend and the C libraries ``librte_eal.so.23``,
     ``librte_ethdev.so.23``, ``librte_mempool.so.23``, ``librte_mbuf.so.23`` and the PMD libraries
-    ``librte_net_{ixgbe,i40e,bnxt,null}.so.23``.  Every prototype below was copied from the 22.11
-    headers in ``/usr/include/dpdk`` (``rte_eal.h``, ``rte_ethdev.h``, ``rte_mbuf.h``,
-    ``rte_pmd_ixgbe.h``, ``rte_pmd_i40e.h``, ``rte_pmd_bnxt.h``); every struct layout the module relies on
-    is checked against the C compiler by ``tests/dpdk/test_ffi_real.py``.
+    ``librte_net_{ixgbe,i40e,bnxt,null}.so.23``.  Every C function vfd calls is declared once, in
+    `PROTOTYPES` (copied from the 22.11 headers in ``/usr/include/dpdk``); `call(symbol, *args)` (or
+    ``ffi.<symbol>(*args)``) validates and converts the arguments, guards the port id and turns a negative
+    return into `DpdkError`, all from that entry.  A handful of composed helpers (`COMPOSED`) shape results
+    that need more than one call.  Struct layouts and prototypes are checked against the C compiler by
+    ``tests/dpdk/test_ffi_real.py``.
 
 Why ctypes and not cffi
     * Nothing here needs compiled glue: every call is a plain C function taking scalars, pointers to
@@ -21,22 +23,22 @@ Why ctypes and not cffi
       test that compiles ``offsetof``/``sizeof`` probes with gcc against the installed headers.
 
 Rules
-    * Importing this module loads nothing.  :func:`load` (called implicitly by every wrapper) finds and
+    * Importing this module loads nothing.  :func:`load` (called implicitly by the first call) finds and
       loads the libraries, all with ``RTLD_GLOBAL`` so that PMDs and EAL plugins resolve against them.
     * ``rte_eal_init`` can run once per process: a second call fails with EALREADY, even after
       ``rte_eal_cleanup``.  Tests therefore run EAL in a subprocess.
-    * Every wrapper turns a negative return code into :class:`DpdkError` (``func``, ``code``, ``errname``);
-      pass ``check=False`` to get the raw code instead.
-    * Symbols declared in a header but not exported by the 22.11 ``.so`` (``rte_pmd_i40e_remove_vf_mac_addr``)
-      raise :class:`SymbolMissing` (a :class:`DpdkError` with code ``-ENOSYS``) when called.
+    * A symbol in the table but not exported by the installed ``.so`` raises :class:`SymbolMissing`
+      (a :class:`DpdkError` with code ``-ENOSYS``) when called.
     * Python event callbacks are wrapped in ``CFUNCTYPE`` thunks that this module keeps referenced until
       :func:`callback_unregister`, so the garbage collector never frees a pointer DPDK still holds.
+    * The VF mailbox message ids are not here: they are protocol facts owned by ``vfd.policy.mailbox``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import functools
 import glob
 import itertools
 import logging
@@ -44,7 +46,7 @@ import os
 import platform
 import sysconfig
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -123,6 +125,8 @@ RTE_ETH_LINK_AUTONEG = 1
 # enum rte_eth_rx_mq_mode / rte_eth_tx_mq_mode
 RTE_ETH_MQ_RX_NONE = 0
 RTE_ETH_MQ_TX_NONE = 0
+RTE_ETH_MQ_RX_VMDQ_DCB = 6  # VMDQ_FLAG | DCB_FLAG: SR-IOV pools with DCB traffic classes
+RTE_ETH_MQ_TX_VMDQ_DCB = 2
 
 # Rx / Tx offloads (RTE_BIT64(n), rte_ethdev.h)
 RTE_ETH_RX_OFFLOAD_VLAN_STRIP = 1 << 0
@@ -135,6 +139,8 @@ RTE_ETH_RX_OFFLOAD_CHECKSUM = (
 RTE_ETH_RX_OFFLOAD_VLAN_FILTER = 1 << 9
 RTE_ETH_RX_OFFLOAD_VLAN_EXTEND = 1 << 10
 RTE_ETH_RX_OFFLOAD_SCATTER = 1 << 13
+RTE_ETH_RX_OFFLOAD_KEEP_CRC = 1 << 16
+RTE_ETH_DEV_INTR_LSC = 1 << 1  # rte_eth_dev_info.dev_flags: the device raises link-state interrupts
 
 # VF rx-mode mask for rte_pmd_ixgbe_set_vf_rxmode / rte_pmd_bnxt_set_vf_rxmode (RTE_BIT32(n), rte_ethdev.h)
 RTE_ETH_VMDQ_ACCEPT_UNTAG = 1 << 0
@@ -143,218 +149,25 @@ RTE_ETH_VMDQ_ACCEPT_HASH_UC = 1 << 2
 RTE_ETH_VMDQ_ACCEPT_BROADCAST = 1 << 3
 RTE_ETH_VMDQ_ACCEPT_MULTICAST = 1 << 4
 
+RTE_ETH_DCB_NUM_TCS = 8  # traffic classes (rte_ethdev.h)
+RTE_ETH_DCB_NUM_USER_PRIORITIES = 8
+RTE_ETH_VMDQ_MAX_VLAN_FILTERS = 64
+RTE_ETH_16_POOLS = 16  # enum rte_eth_nb_pools
+RTE_ETH_32_POOLS = 32
+RTE_ETH_DCB_PG_SUPPORT = 1 << 0  # rte_eth_conf.dcb_capability_en: priority groups (ETS bandwidth)
+
+# rte_flow.h: the few item / action types the mirror rule uses
+RTE_FLOW_ITEM_TYPE_END = 0
+RTE_FLOW_ITEM_TYPE_ETH = 6
+RTE_FLOW_ACTION_TYPE_END = 0
+RTE_FLOW_ACTION_TYPE_VF = 11  # deprecated in 22.11 in favour of representor ports, which vfd does not create
+RTE_FLOW_ACTION_TYPE_SAMPLE = 48
+
 # enum rte_eth_fc_mode
 RTE_ETH_FC_NONE = 0
 RTE_ETH_FC_RX_PAUSE = 1
 RTE_ETH_FC_TX_PAUSE = 2
 RTE_ETH_FC_FULL = 3
-
-# ---------------------------------------------------------------------------------------------------
-# Mailbox (VF -> PF request) policing: verdicts and message ids
-# ---------------------------------------------------------------------------------------------------
-
-# enum rte_pmd_{ixgbe,i40e,bnxt}_mb_event_rsp: identical values in the three headers (verified with gcc).
-RTE_PMD_MB_EVENT_NOOP_ACK = 0  # skip the request, tell the VF it succeeded
-RTE_PMD_MB_EVENT_NOOP_NACK = 1  # skip the request, tell the VF it failed
-RTE_PMD_MB_EVENT_PROCEED = 2  # let the PF driver carry it out (the PMD's default)
-RTE_PMD_IXGBE_MB_EVENT_NOOP_ACK = RTE_PMD_I40E_MB_EVENT_NOOP_ACK = RTE_PMD_BNXT_MB_EVENT_NOOP_ACK = 0
-RTE_PMD_IXGBE_MB_EVENT_NOOP_NACK = RTE_PMD_I40E_MB_EVENT_NOOP_NACK = RTE_PMD_BNXT_MB_EVENT_NOOP_NACK = 1
-RTE_PMD_IXGBE_MB_EVENT_PROCEED = RTE_PMD_I40E_MB_EVENT_PROCEED = RTE_PMD_BNXT_MB_EVENT_PROCEED = 2
-
-# ixgbe: message ids are NOT in a public header.  They come from DPDK drivers/net/ixgbe/base/ixgbe_mbx.h (same
-# values as Linux drivers/net/ethernet/intel/ixgbe/ixgbe_mbx.h).  The PMD (ixgbe_pf.c) fills
-# rte_pmd_ixgbe_mb_event_param.msg_type with msgbuf[0] & 0xFFFF and .msg with the 16-word uint32_t msgbuf, so the
-# per-message "info" byte (bits 16..23 of msgbuf[0]: VLAN add flag, MACVLAN index, multicast count, xcast mode
-# for older APIs) must be read from msg word 0.  Payloads: SET_MAC_ADDR / SET_MACVLAN -> MAC in bytes 4..9;
-# SET_VLAN -> VLAN id in word 1, add(1)/remove(0) in the info byte; SET_LPE -> max frame size in word 1;
-# SET_MULTICAST -> count in the info byte, 16-bit hashes from word 1; UPDATE_XCAST_MODE -> mode in word 1.
-IXGBE_VFMAILBOX_SIZE = 16  # 32-bit words per mailbox message
-IXGBE_VF_RESET = 0x01
-IXGBE_VF_SET_MAC_ADDR = 0x02
-IXGBE_VF_SET_MULTICAST = 0x03
-IXGBE_VF_SET_VLAN = 0x04
-IXGBE_VF_SET_LPE = 0x05
-IXGBE_VF_SET_MACVLAN = 0x06
-IXGBE_VF_API_NEGOTIATE = 0x08
-IXGBE_VF_GET_QUEUES = 0x09
-IXGBE_VF_GET_RETA = 0x0A
-IXGBE_VF_GET_RSS_KEY = 0x0B
-IXGBE_VF_UPDATE_XCAST_MODE = 0x0C
-IXGBE_VT_MSGTYPE_ACK = 0x80000000
-IXGBE_VT_MSGTYPE_NACK = 0x40000000
-IXGBE_VT_MSGTYPE_CTS = 0x20000000
-IXGBE_VT_MSGINFO_SHIFT = 16
-IXGBE_VT_MSGINFO_MASK = 0xFF << IXGBE_VT_MSGINFO_SHIFT
-# enum ixgbevf_xcast_modes (ixgbe_pf.c / Linux ixgbevf): payload of UPDATE_XCAST_MODE
-IXGBEVF_XCAST_MODE_NONE = 0
-IXGBEVF_XCAST_MODE_MULTI = 1
-IXGBEVF_XCAST_MODE_ALLMULTI = 2
-IXGBEVF_XCAST_MODE_PROMISC = 3
-IXGBE_MBX_MSG_NAMES = {
-    IXGBE_VF_RESET: "VF_RESET",
-    IXGBE_VF_SET_MAC_ADDR: "SET_MAC_ADDR",
-    IXGBE_VF_SET_MULTICAST: "SET_MULTICAST",
-    IXGBE_VF_SET_VLAN: "SET_VLAN",
-    IXGBE_VF_SET_LPE: "SET_LPE",
-    IXGBE_VF_SET_MACVLAN: "SET_MACVLAN",
-    IXGBE_VF_API_NEGOTIATE: "API_NEGOTIATE",
-    IXGBE_VF_GET_QUEUES: "GET_QUEUES",
-    IXGBE_VF_GET_RETA: "GET_RETA",
-    IXGBE_VF_GET_RSS_KEY: "GET_RSS_KEY",
-    IXGBE_VF_UPDATE_XCAST_MODE: "UPDATE_XCAST_MODE",
-}
-
-# i40e: msg_type is the virtchnl opcode (enum virtchnl_ops).  Not in a public header: DPDK
-# drivers/net/i40e/base/virtchnl.h and drivers/common/iavf/virtchnl.h (base opcodes are frozen by the protocol;
-# VERSION "must ALWAYS be 1", EVENT "must ALWAYS be 17").  .msg points at the opcode's payload, .msglen its size.
-VIRTCHNL_OP_UNKNOWN = 0
-VIRTCHNL_OP_VERSION = 1
-VIRTCHNL_OP_RESET_VF = 2
-VIRTCHNL_OP_GET_VF_RESOURCES = 3
-VIRTCHNL_OP_CONFIG_TX_QUEUE = 4
-VIRTCHNL_OP_CONFIG_RX_QUEUE = 5
-VIRTCHNL_OP_CONFIG_VSI_QUEUES = 6
-VIRTCHNL_OP_CONFIG_IRQ_MAP = 7
-VIRTCHNL_OP_ENABLE_QUEUES = 8
-VIRTCHNL_OP_DISABLE_QUEUES = 9
-VIRTCHNL_OP_ADD_ETH_ADDR = 10
-VIRTCHNL_OP_DEL_ETH_ADDR = 11
-VIRTCHNL_OP_ADD_VLAN = 12
-VIRTCHNL_OP_DEL_VLAN = 13
-VIRTCHNL_OP_CONFIG_PROMISCUOUS_MODE = 14
-VIRTCHNL_OP_GET_STATS = 15
-VIRTCHNL_OP_RSVD = 16
-VIRTCHNL_OP_EVENT = 17
-VIRTCHNL_OP_CONFIG_RSS_KEY = 23
-VIRTCHNL_OP_CONFIG_RSS_LUT = 24
-VIRTCHNL_OP_GET_RSS_HENA_CAPS = 25
-VIRTCHNL_OP_SET_RSS_HENA = 26
-VIRTCHNL_OP_ENABLE_VLAN_STRIPPING = 27
-VIRTCHNL_OP_DISABLE_VLAN_STRIPPING = 28
-VIRTCHNL_OP_REQUEST_QUEUES = 29
-# Payload layouts the policy reads (virtchnl.h):
-#   ADD/DEL_ETH_ADDR: struct virtchnl_ether_addr_list {u16 vsi_id; u16 num_elements; {u8 addr[6]; u8 type; u8 pad;}[]}
-#   ADD/DEL_VLAN:     struct virtchnl_vlan_filter_list {u16 vsi_id; u16 num_elements; u16 vlan_id[];}
-#   CONFIG_PROMISCUOUS_MODE: struct virtchnl_promisc_info {u16 vsi_id; u16 flags;}
-VIRTCHNL_ETHER_ADDR_ELEM_SIZE = 8
-FLAG_VF_UNICAST_PROMISC = 0x0001
-FLAG_VF_MULTICAST_PROMISC = 0x0002
-VIRTCHNL_OP_NAMES = {
-    v: k[len("VIRTCHNL_OP_"):]
-    for k, v in list(globals().items())
-    if k.startswith("VIRTCHNL_OP_") and isinstance(v, int)
-}
-
-# bnxt: rte_pmd_bnxt.h defines BNXT_VF_RESET.. (below) but the PMD does not use them: bnxt forwards the VF's raw
-# HWRM request and the message type is its little-endian u16 req_type at offset 0 of .msg (struct input
-# {__le16 req_type, cmpl_ring, seq_id, target_id; __le64 resp_addr;}, 16 bytes).  HWRM ids are NOT in a public
-# header: DPDK drivers/net/bnxt/hsi_struct_def_dpdk.h.
-BNXT_VF_RESET = 0x01  # rte_pmd_bnxt.h (unused by the 22.11 PMD)
-BNXT_VF_SET_MAC_ADDR = 0x02
-BNXT_VF_SET_VLAN = 0x03
-BNXT_VF_SET_MTU = 0x04
-BNXT_VF_SET_MRU = 0x05
-HWRM_INPUT_HEADER_SIZE = 16
-HWRM_VER_GET = 0x00
-HWRM_FUNC_BUF_UNRGTR = 0x0E
-HWRM_FUNC_VF_CFG = 0x0F
-HWRM_FUNC_RESET = 0x11
-HWRM_FUNC_GETFID = 0x12
-HWRM_FUNC_VF_ALLOC = 0x13
-HWRM_FUNC_VF_FREE = 0x14
-HWRM_FUNC_QCAPS = 0x15
-HWRM_FUNC_QCFG = 0x16
-HWRM_FUNC_CFG = 0x17
-HWRM_FUNC_QSTATS = 0x18
-HWRM_FUNC_CLR_STATS = 0x19
-HWRM_FUNC_DRV_UNRGTR = 0x1A
-HWRM_FUNC_VF_RESC_FREE = 0x1B
-HWRM_FUNC_VF_VNIC_IDS_QUERY = 0x1C
-HWRM_FUNC_DRV_RGTR = 0x1D
-HWRM_FUNC_DRV_QVER = 0x1E
-HWRM_FUNC_BUF_RGTR = 0x1F
-HWRM_PORT_PHY_CFG = 0x20
-HWRM_PORT_MAC_CFG = 0x21
-HWRM_PORT_QSTATS = 0x23
-HWRM_PORT_LPBK_QSTATS = 0x24
-HWRM_PORT_CLR_STATS = 0x25
-HWRM_PORT_PHY_QCFG = 0x27
-HWRM_PORT_MAC_QCFG = 0x28
-HWRM_PORT_PHY_QCAPS = 0x2A
-HWRM_PORT_LED_CFG = 0x2D
-HWRM_PORT_LED_QCFG = 0x2E
-HWRM_PORT_LED_QCAPS = 0x2F
-HWRM_QUEUE_QPORTCFG = 0x30
-HWRM_QUEUE_QCFG = 0x31
-HWRM_QUEUE_CFG = 0x32
-HWRM_FUNC_VLAN_CFG = 0x33
-HWRM_FUNC_VLAN_QCFG = 0x34
-HWRM_QUEUE_PFCENABLE_QCFG = 0x35
-HWRM_QUEUE_PFCENABLE_CFG = 0x36
-HWRM_QUEUE_PRI2COS_QCFG = 0x37
-HWRM_QUEUE_PRI2COS_CFG = 0x38
-HWRM_QUEUE_COS2BW_QCFG = 0x39
-HWRM_QUEUE_COS2BW_CFG = 0x3A
-HWRM_VNIC_ALLOC = 0x40
-HWRM_VNIC_FREE = 0x41
-HWRM_VNIC_CFG = 0x42
-HWRM_VNIC_QCFG = 0x43
-HWRM_VNIC_TPA_CFG = 0x44
-HWRM_VNIC_RSS_CFG = 0x46
-HWRM_VNIC_RSS_QCFG = 0x47
-HWRM_VNIC_PLCMODES_CFG = 0x48
-HWRM_VNIC_PLCMODES_QCFG = 0x49
-HWRM_VNIC_QCAPS = 0x4A
-HWRM_RING_ALLOC = 0x50
-HWRM_RING_FREE = 0x51
-HWRM_RING_CMPL_RING_QAGGINT_PARAMS = 0x52
-HWRM_RING_CMPL_RING_CFG_AGGINT_PARAMS = 0x53
-HWRM_RING_RESET = 0x5E
-HWRM_RING_GRP_ALLOC = 0x60
-HWRM_RING_GRP_FREE = 0x61
-HWRM_VNIC_RSS_COS_LB_CTX_ALLOC = 0x70
-HWRM_VNIC_RSS_COS_LB_CTX_FREE = 0x71
-HWRM_CFA_L2_FILTER_ALLOC = 0x90
-HWRM_CFA_L2_FILTER_FREE = 0x91
-HWRM_CFA_L2_FILTER_CFG = 0x92
-HWRM_CFA_L2_SET_RX_MASK = 0x93
-HWRM_CFA_VLAN_ANTISPOOF_CFG = 0x94
-HWRM_CFA_TUNNEL_FILTER_ALLOC = 0x95
-HWRM_CFA_TUNNEL_FILTER_FREE = 0x96
-HWRM_CFA_NTUPLE_FILTER_ALLOC = 0x99
-HWRM_CFA_NTUPLE_FILTER_FREE = 0x9A
-HWRM_CFA_NTUPLE_FILTER_CFG = 0x9B
-HWRM_CFA_EM_FLOW_ALLOC = 0x9C
-HWRM_CFA_EM_FLOW_FREE = 0x9D
-HWRM_CFA_EM_FLOW_CFG = 0x9E
-HWRM_TUNNEL_DST_PORT_QUERY = 0xA0
-HWRM_TUNNEL_DST_PORT_ALLOC = 0xA1
-HWRM_TUNNEL_DST_PORT_FREE = 0xA2
-HWRM_STAT_CTX_ALLOC = 0xB0
-HWRM_STAT_CTX_FREE = 0xB1
-HWRM_STAT_CTX_QUERY = 0xB2
-HWRM_STAT_CTX_CLR_STATS = 0xB3
-HWRM_FW_RESET = 0xC0
-HWRM_FW_QSTATUS = 0xC1
-HWRM_EXEC_FWD_RESP = 0xD0
-HWRM_REJECT_FWD_RESP = 0xD1
-HWRM_FWD_RESP = 0xD2
-HWRM_FWD_ASYNC_EVENT_CMPL = 0xD3
-HWRM_TEMP_MONITOR_QUERY = 0xE0
-HWRM_WOL_FILTER_ALLOC = 0xF0
-HWRM_WOL_FILTER_FREE = 0xF1
-HWRM_WOL_FILTER_QCFG = 0xF2
-HWRM_WOL_REASON_QCFG = 0xF3
-HWRM_DBG_DUMP = 0xFF14
-HWRM_NVM_FIRST = 0xFFEF  # HWRM_NVM_VALIDATE_OPTION; every id from here to 0xFFFF is an NVM operation
-# struct hwrm_cfa_l2_set_rx_mask_input: header (16), u32 vnic_id @16, u32 mask @20
-HWRM_CFA_L2_SET_RX_MASK_MASK_OFFSET = 20
-HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_MCAST = 0x2
-HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_ALL_MCAST = 0x4
-HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_BCAST = 0x8
-HWRM_CFA_L2_SET_RX_MASK_INPUT_MASK_PROMISCUOUS = 0x10
-HWRM_MSG_NAMES = {v: k[len("HWRM_"):] for k, v in list(globals().items()) if k.startswith("HWRM_") and k.isupper()
-                  and isinstance(v, int) and not k.startswith(("HWRM_CFA_L2_SET_RX_MASK_", "HWRM_INPUT_", "HWRM_NVM_"))}
 
 # ---------------------------------------------------------------------------------------------------
 # Errors
@@ -636,20 +449,64 @@ class RteEthIntrConf(Structure):
     _fields_ = [("lsc", c_uint32, 1), ("rxq", c_uint32, 1), ("rmv", c_uint32, 1)]
 
 
-RTE_ETH_CONF_RX_ADV_CONF_SIZE = 2120  # sizeof(rte_eth_conf.rx_adv_conf): RSS + VMDq/DCB confs, kept opaque
-RTE_ETH_CONF_TX_ADV_CONF_SIZE = 12  # sizeof(rte_eth_conf.tx_adv_conf) (union of DCB/VMDq Tx confs)
+class RteEthRssConf(Structure):
+    """struct rte_eth_rss_conf (24 bytes)."""
+
+    _fields_ = [("rss_key", c_void_p), ("rss_key_len", c_uint8), ("rss_hf", c_uint64)]
+
+
+class RteEthVmdqPoolMap(Structure):
+    """The anonymous pool_map element of struct rte_eth_vmdq_dcb_conf: VLAN -> pools bitmap (16 bytes)."""
+
+    _fields_ = [("vlan_id", c_uint16), ("pools", c_uint64)]
+
+
+class RteEthVmdqDcbConf(Structure):
+    """struct rte_eth_vmdq_dcb_conf (1040 bytes): VMDq pools with DCB; dcb_tc maps user priority -> TC."""
+
+    _fields_ = [
+        ("nb_queue_pools", c_int),
+        ("enable_default_pool", c_uint8),
+        ("default_pool", c_uint8),
+        ("nb_pool_maps", c_uint8),
+        ("pool_map", RteEthVmdqPoolMap * RTE_ETH_VMDQ_MAX_VLAN_FILTERS),
+        ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES),
+    ]
+
+
+class RteEthDcbRxConf(Structure):
+    """struct rte_eth_dcb_rx_conf (12 bytes)."""
+
+    _fields_ = [("nb_tcs", c_int), ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES)]
+
+
+class RteEthVmdqDcbTxConf(Structure):
+    """struct rte_eth_vmdq_dcb_tx_conf (12 bytes); the largest member of rte_eth_conf's tx_adv_conf union."""
+
+    _fields_ = [("nb_queue_pools", c_int), ("dcb_tc", c_uint8 * RTE_ETH_DCB_NUM_USER_PRIORITIES)]
+
+
+class RteEthRxAdvConf(Structure):
+    """The anonymous rx_adv_conf of struct rte_eth_conf (2120 bytes); vmdq_rx_conf is kept opaque."""
+
+    _fields_ = [
+        ("rss_conf", RteEthRssConf),
+        ("vmdq_dcb_conf", RteEthVmdqDcbConf),
+        ("dcb_rx_conf", RteEthDcbRxConf),
+        ("vmdq_rx_conf", c_uint64 * 130),
+    ]
 
 
 class RteEthConf(Structure):
-    """struct rte_eth_conf (2272 bytes).  The advanced Rx/Tx (RSS/DCB/VMDq) parts are opaque zeroed blobs."""
+    """struct rte_eth_conf (2272 bytes).  Of the advanced Rx/Tx parts vfd fills only VMDq+DCB (ixgbe QoS)."""
 
     _fields_ = [
         ("link_speeds", c_uint32),
         ("rxmode", RteEthRxmode),
         ("txmode", RteEthTxmode),
         ("lpbk_mode", c_uint32),
-        ("rx_adv_conf", c_uint64 * (RTE_ETH_CONF_RX_ADV_CONF_SIZE // 8)),
-        ("tx_adv_conf", c_uint32 * (RTE_ETH_CONF_TX_ADV_CONF_SIZE // 4)),
+        ("rx_adv_conf", RteEthRxAdvConf),
+        ("tx_adv_conf", RteEthVmdqDcbTxConf),
         ("dcb_capability_en", c_uint32),
         ("intr_conf", RteEthIntrConf),
     ]
@@ -697,124 +554,438 @@ class RtePmdBnxtMbEventParam(Structure):
     _fields_ = [("vf_id", c_uint16), ("retval", c_int), ("msg", c_void_p)]
 
 
+class RteFlowAttr(Structure):
+    """struct rte_flow_attr (12 bytes)."""
+
+    _fields_ = [("group", c_uint32), ("priority", c_uint32), ("ingress", c_uint32, 1), ("egress", c_uint32, 1),
+                ("transfer", c_uint32, 1), ("reserved", c_uint32, 29)]
+
+
+class RteFlowItem(Structure):
+    """struct rte_flow_item (32 bytes)."""
+
+    _fields_ = [("type", c_int), ("spec", c_void_p), ("last", c_void_p), ("mask", c_void_p)]
+
+
+class RteFlowItemEth(Structure):
+    """struct rte_flow_item_eth (20 bytes): dst, src, type, then the has_vlan bit, which GCC packs into byte 14
+    (the byte after type), hence c_uint8 bitfields as in RteEthRxsegCapa."""
+
+    _fields_ = [("dst", RteEtherAddr), ("src", RteEtherAddr), ("type", c_uint16), ("has_vlan", c_uint8, 1),
+                ("_bits", c_uint8, 7), ("_pad", c_uint8 * 5)]
+
+
+class RteFlowAction(Structure):
+    """struct rte_flow_action (16 bytes)."""
+
+    _fields_ = [("type", c_int), ("conf", c_void_p)]
+
+
+class RteFlowActionSample(Structure):
+    """struct rte_flow_action_sample (16 bytes): ratio 1 = every packet; actions = what the copy gets."""
+
+    _fields_ = [("ratio", c_uint32), ("actions", c_void_p)]
+
+
+class RteFlowActionVf(Structure):
+    """struct rte_flow_action_vf (8 bytes)."""
+
+    _fields_ = [("original", c_uint32, 1), ("reserved", c_uint32, 31), ("id", c_uint32)]
+
+
+class RteFlowError(Structure):
+    """struct rte_flow_error (24 bytes): the PMD's reason when a rule is refused."""
+
+    _fields_ = [("type", c_int), ("cause", c_void_p), ("message", c_char_p)]
+
+
 # int (*rte_eth_dev_cb_fn)(uint16_t port_id, enum rte_eth_event_type event, void *cb_arg, void *ret_param)
 RteEthDevCbFn = CFUNCTYPE(c_int, c_uint16, c_int, c_void_p, c_void_p)
 
-# ---------------------------------------------------------------------------------------------------
-# Prototypes: (library key, symbol, restype, argtypes) -- exact C signatures from the 22.11 headers
-# ---------------------------------------------------------------------------------------------------
 
-_u8, _u16, _u32, _u64, _int, _uint, _vp = c_uint8, c_uint16, c_uint32, c_uint64, c_int, c_uint, c_void_p
-_MAC = POINTER(RteEtherAddr)
-_STATS = POINTER(RteEthStats)
+# ---------------------------------------------------------------------------------------------------
+# The prototype table: the one declaration of every C function vfd calls
+# ---------------------------------------------------------------------------------------------------
+#
+# Each entry names the library, the C symbol, the return type and one `Arg` per parameter.  An Arg knows its
+# ctypes type(s) (checked against the 22.11 headers by tests/dpdk/test_ffi_real.py), which Python values it
+# accepts (type and range: a bad value raises TypeError/ValueError naming the function, the parameter and the
+# value) and how a value becomes the C argument.  `call()` drives every call from the entry; the recording
+# stand-in of the tests (tests/dpdk/recording_ffi.py) validates its calls with the same `Proto.convert`.
 
-_PROTOTYPES: list[tuple[str, str, object, list]] = [
-    # rte_eal.h / rte_errno.h / rte_version.h
-    ("eal", "rte_eal_init", _int, [_int, POINTER(c_char_p)]),
-    ("eal", "rte_eal_cleanup", _int, []),
-    ("eal", "rte_strerror", c_char_p, [_int]),
-    ("eal", "rte_version", c_char_p, []),
+
+class Arg:
+    """One C parameter.  `ctypes` lists the C types it becomes (two for a counted array); an output
+    parameter (`takes_value` False) takes no Python value: `call()` returns what the function wrote."""
+
+    ctypes: tuple = ()
+    takes_value = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def refuse(self, fn: str, value, rule: str, exc=ValueError):
+        raise exc(f"{fn}: {self.name}={value!r}: {rule}")
+
+    def convert(self, fn: str, value) -> tuple:
+        raise NotImplementedError
+
+
+class Int(Arg):
+    """An integer parameter within [lo, hi] (by default the range of its C type)."""
+
+    def __init__(self, name: str, ctype=c_int, lo: int | None = None, hi: int | None = None):
+        super().__init__(name)
+        self.ctypes = (ctype,)
+        bits = ctypes.sizeof(ctype) * 8
+        signed = ctype(-1).value == -1
+        self.lo = lo if lo is not None else (-(1 << (bits - 1)) if signed else 0)
+        self.hi = hi if hi is not None else ((1 << (bits - 1)) - 1 if signed else (1 << bits) - 1)
+
+    def convert(self, fn, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.refuse(fn, value, "must be an integer", TypeError)
+        if not self.lo <= value <= self.hi:
+            self.refuse(fn, value, f"must be in {self.lo}..{self.hi}")
+        return (value,)
+
+
+class Port(Int):
+    """A port id (uint16_t) below RTE_MAX_ETHPORTS; RTE_ETH_ALL too where the function accepts it."""
+
+    def __init__(self, name: str = "port", allow_all: bool = False):
+        super().__init__(name, c_uint16, 0, RTE_ETH_ALL if allow_all else RTE_MAX_ETHPORTS - 1)
+
+
+class Flag(Arg):
+    """uint8_t on/off: a bool (or 0 / 1)."""
+
+    ctypes = (c_uint8,)
+
+    def convert(self, fn, value):
+        if value not in (0, 1) or not isinstance(value, int):
+            self.refuse(fn, value, "must be a bool", TypeError)
+        return (1 if value else 0,)
+
+
+class Socket(Int):
+    """unsigned int socket id; SOCKET_ID_ANY (-1) travels as 0xFFFFFFFF."""
+
+    def __init__(self, name: str = "socket_id"):
+        super().__init__(name, c_int, SOCKET_ID_ANY, 1023)
+        self.ctypes = (c_uint,)
+
+    def convert(self, fn, value):
+        return (super().convert(fn, value)[0] & 0xFFFFFFFF,)
+
+
+class Mac(Arg):
+    """struct rte_ether_addr *: 'aa:bb:cc:dd:ee:ff', 6 bytes or an RteEtherAddr."""
+
+    def __init__(self, name: str = "mac_addr"):
+        super().__init__(name)
+        self.ctypes = (POINTER(RteEtherAddr),)
+
+    def convert(self, fn, value):
+        try:
+            return (byref(mac_addr(value)),)
+        except (ValueError, TypeError):
+            self.refuse(fn, value, "must be a MAC address")
+
+
+class StructIn(Arg):
+    """Pointer to a struct vfd filled in (an instance of `cls`; None where `nullable`)."""
+
+    def __init__(self, name: str, cls, nullable: bool = False):
+        super().__init__(name)
+        self.cls, self.nullable = cls, nullable
+        self.ctypes = (POINTER(cls),)
+
+    def convert(self, fn, value):
+        if value is None and self.nullable:
+            return (None,)
+        if not isinstance(value, self.cls):
+            self.refuse(fn, value, f"must be a {self.cls.__name__}", TypeError)
+        return (byref(value),)
+
+
+class Out(Arg):
+    """Pointer to what the function fills in; `call()` returns it (through `result`)."""
+
+    takes_value = False
+
+    def __init__(self, name: str, cls, result: Callable | None = None):
+        super().__init__(name)
+        self.cls, self.result = cls, result or (lambda v: v)
+        self.ctypes = (POINTER(cls),)
+
+    def make(self):
+        return self.cls()
+
+    def as_arg(self, obj):
+        return byref(obj)
+
+
+class NameOut(Out):
+    """char *name of RTE_ETH_NAME_MAX_LEN bytes, returned as str."""
+
+    def __init__(self, name: str = "name"):
+        super().__init__(name, c_char, lambda buf: buf.value.decode())
+        self.ctypes = (c_char_p,)
+
+    def make(self):
+        return ctypes.create_string_buffer(RTE_ETH_NAME_MAX_LEN)
+
+    def as_arg(self, obj):
+        return obj
+
+
+class Weights(Arg):
+    """uint8_t tc_num, uint8_t *bw_weight: per-TC percentages (1..8 of them, each 0..100)."""
+
+    ctypes = (c_uint8, POINTER(c_uint8))
+
+    def convert(self, fn, value):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(w, int) and not isinstance(w, bool)
+                                                          for w in value):
+            self.refuse(fn, value, "must be a list of integers", TypeError)
+        if not 1 <= len(value) <= RTE_ETH_DCB_NUM_TCS:
+            self.refuse(fn, value, f"must name 1..{RTE_ETH_DCB_NUM_TCS} traffic classes")
+        if any(not 0 <= w <= 100 for w in value):
+            self.refuse(fn, value, "each weight must be in 0..100")
+        return (len(value), (c_uint8 * len(value))(*value))
+
+
+class Text(Arg):
+    """const char *: a str."""
+
+    ctypes = (c_char_p,)
+
+    def convert(self, fn, value):
+        if not isinstance(value, str):
+            self.refuse(fn, value, "must be a string", TypeError)
+        return (value.encode(),)
+
+
+class Pointer(Arg):
+    """An opaque pointer (struct rte_mempool *, void *): an address, a ctypes object or None."""
+
+    def __init__(self, name: str, ctype=c_void_p, nullable: bool = True):
+        super().__init__(name)
+        self.ctypes, self.nullable = (ctype,), nullable
+
+    def convert(self, fn, value):
+        if value is None:
+            if not self.nullable:
+                self.refuse(fn, value, "must not be NULL")
+            return (None,)
+        if isinstance(value, bool) or not isinstance(value, (int, ctypes._SimpleCData, ctypes._Pointer,
+                                                            ctypes.Structure, ctypes.Array)):
+            self.refuse(fn, value, "must be an address or a ctypes object", TypeError)
+        return (_addr(value),) if self.ctypes[0] is c_void_p else (value,)
+
+
+class Callback(Arg):
+    """rte_eth_dev_cb_fn: a CFUNCTYPE thunk (callback_register makes it)."""
+
+    ctypes = (None,)
+
+    def __init__(self, name: str = "cb_fn"):
+        super().__init__(name)
+        self.ctypes = (RteEthDevCbFn,)
+
+    def convert(self, fn, value):
+        if not isinstance(value, RteEthDevCbFn):
+            self.refuse(fn, value, "must be an RteEthDevCbFn thunk", TypeError)
+        return (value,)
+
+
+class Argv(Arg):
+    """int argc, char **argv from a list of str (args[0] is the program name)."""
+
+    ctypes = (c_int, POINTER(c_char_p))
+
+    def convert(self, fn, value):
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(a, str) for a in value):
+            self.refuse(fn, value, "must be a non-empty list of strings", TypeError)
+        encoded = [os.fsencode(a) for a in value]
+        return (len(encoded), (c_char_p * (len(encoded) + 1))(*encoded, None))
+
+
+@dataclass(frozen=True)
+class Proto:
+    """One C function: library key, symbol, return type, parameters and how its result reads.
+
+    rc      the return value is 0 / a count, or -errno (-> DpdkError); False: a plain value (pointer, bool, ...)
+    guard   check that the first argument is a live port before calling: several 22.11 rte_pmd_bnxt_* functions
+            index rte_eth_devices[port] without RTE_ETH_VALID_PORTID_OR_ERR_RET (a bad id would crash vfd)
+    driver  call only on ports of this driver (-ENOTSUP otherwise): the function does not check it itself
+    """
+
+    lib: str
+    symbol: str
+    ret: object
+    args: tuple
+    rc: bool = True
+    guard: bool = False
+    driver: str | None = None
+
+    @property
+    def argtypes(self) -> list:
+        return [t for a in self.args for t in a.ctypes]
+
+    @property
+    def arity(self) -> int:
+        return sum(1 for a in self.args if a.takes_value)
+
+    def convert(self, values: tuple) -> tuple[list, list]:
+        """Python values -> (C arguments, [(Out, object)]); TypeError / ValueError for a bad call."""
+        if len(values) != self.arity:
+            names = ", ".join(a.name for a in self.args if a.takes_value)
+            raise TypeError(f"{self.symbol}({names}) takes {self.arity} arguments, got {len(values)}")
+        cargs: list = []
+        outs: list = []
+        it = iter(values)
+        for a in self.args:
+            if a.takes_value:
+                cargs += a.convert(self.symbol, next(it))
+            else:
+                obj = a.make()
+                outs.append((a, obj))
+                cargs.append(a.as_arg(obj))
+        return cargs, outs
+
+    @staticmethod
+    def results(outs: list):
+        vals = [a.result(obj) for a, obj in outs]
+        return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+_u8, _u16, _u32, _u64, _int, _uint = c_uint8, c_uint16, c_uint32, c_uint64, c_int, c_uint
+_VF = Int("vf", _u16)
+_ON = Flag("on")
+_VLAN = Int("vlan_id", _u16, 0, 4095)
+
+
+def _proto(lib: str, symbol: str, ret, *args: Arg, **kw) -> Proto:
+    if symbol.startswith("rte_pmd_"):
+        kw.setdefault("guard", True)
+    return Proto(lib, symbol, ret, tuple(args), **kw)
+
+
+_TABLE = [
+    # rte_eal.h / rte_errno.h / rte_version.h / rte_log.h
+    _proto("eal", "rte_eal_init", _int, Argv("argv")),
+    _proto("eal", "rte_eal_cleanup", _int),
+    _proto("eal", "rte_strerror", c_char_p, Int("errnum"), rc=False),
+    _proto("eal", "rte_version", c_char_p, rc=False),
+    _proto("eal", "rte_log_set_global_level", None, Int("level", _u32, 1, 8)),
     # rte_mbuf.h / rte_mempool.h
-    ("mbuf", "rte_pktmbuf_pool_create", _vp, [c_char_p, _uint, _uint, _u16, _u16, _int]),
-    ("mempool", "rte_mempool_free", None, [_vp]),
+    _proto("mbuf", "rte_pktmbuf_pool_create", c_void_p, Text("name"), Int("n", _uint, 1), Int("cache_size", _uint),
+           Int("priv_size", _u16), Int("data_room_size", _u16), Int("socket_id", _int, SOCKET_ID_ANY), rc=False),
+    _proto("mempool", "rte_mempool_free", None, Pointer("mp")),
     # rte_ethdev.h
-    ("ethdev", "rte_eth_dev_count_avail", _u16, []),
-    ("ethdev", "rte_eth_find_next_owned_by", _u64, [_u16, _u64]),
-    ("ethdev", "rte_eth_dev_is_valid_port", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_info_get", _int, [_u16, POINTER(RteEthDevInfo)]),
-    ("ethdev", "rte_eth_dev_get_name_by_port", _int, [_u16, c_char_p]),
-    ("ethdev", "rte_eth_dev_get_port_by_name", _int, [c_char_p, POINTER(_u16)]),
-    ("ethdev", "rte_eth_dev_socket_id", _int, [_u16]),
-    ("ethdev", "rte_eth_macaddr_get", _int, [_u16, _MAC]),
-    ("ethdev", "rte_eth_dev_configure", _int, [_u16, _u16, _u16, POINTER(RteEthConf)]),
-    ("ethdev", "rte_eth_rx_queue_setup", _int, [_u16, _u16, _u16, _uint, POINTER(RteEthRxconf), _vp]),
-    ("ethdev", "rte_eth_tx_queue_setup", _int, [_u16, _u16, _u16, _uint, POINTER(RteEthTxconf)]),
-    ("ethdev", "rte_eth_dev_start", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_stop", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_close", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_reset", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_set_link_up", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_set_link_down", _int, [_u16]),
-    ("ethdev", "rte_eth_link_get_nowait", _int, [_u16, POINTER(RteEthLink)]),
-    ("ethdev", "rte_eth_stats_get", _int, [_u16, _STATS]),
-    ("ethdev", "rte_eth_stats_reset", _int, [_u16]),
-    ("ethdev", "rte_eth_xstats_get_names", _int, [_u16, POINTER(RteEthXstatName), _uint]),
-    ("ethdev", "rte_eth_xstats_get", _int, [_u16, POINTER(RteEthXstat), _uint]),
-    ("ethdev", "rte_eth_xstats_reset", _int, [_u16]),
-    ("ethdev", "rte_eth_promiscuous_enable", _int, [_u16]),
-    ("ethdev", "rte_eth_promiscuous_disable", _int, [_u16]),
-    ("ethdev", "rte_eth_promiscuous_get", _int, [_u16]),
-    ("ethdev", "rte_eth_allmulticast_enable", _int, [_u16]),
-    ("ethdev", "rte_eth_allmulticast_disable", _int, [_u16]),
-    ("ethdev", "rte_eth_allmulticast_get", _int, [_u16]),
-    ("ethdev", "rte_eth_dev_set_mtu", _int, [_u16, _u16]),
-    ("ethdev", "rte_eth_dev_get_mtu", _int, [_u16, POINTER(_u16)]),
-    ("ethdev", "rte_eth_dev_mac_addr_add", _int, [_u16, _MAC, _u32]),
-    ("ethdev", "rte_eth_dev_mac_addr_remove", _int, [_u16, _MAC]),
-    ("ethdev", "rte_eth_dev_default_mac_addr_set", _int, [_u16, _MAC]),
-    ("ethdev", "rte_eth_dev_flow_ctrl_get", _int, [_u16, POINTER(RteEthFcConf)]),
-    ("ethdev", "rte_eth_dev_flow_ctrl_set", _int, [_u16, POINTER(RteEthFcConf)]),
-    ("ethdev", "rte_eth_dev_callback_register", _int, [_u16, _int, RteEthDevCbFn, _vp]),
-    ("ethdev", "rte_eth_dev_callback_unregister", _int, [_u16, _int, RteEthDevCbFn, _vp]),
+    _proto("ethdev", "rte_eth_find_next_owned_by", _u64, Int("port_id", _u16, 0, RTE_MAX_ETHPORTS),
+           Int("owner_id", _u64), rc=False),
+    _proto("ethdev", "rte_eth_dev_is_valid_port", _int, Int("port_id", _u16), rc=False),
+    _proto("ethdev", "rte_eth_dev_info_get", _int, Port(), Out("dev_info", RteEthDevInfo)),
+    _proto("ethdev", "rte_eth_dev_get_name_by_port", _int, Port(), NameOut()),
+    _proto("ethdev", "rte_eth_dev_socket_id", _int, Port(), rc=False),
+    _proto("ethdev", "rte_eth_macaddr_get", _int, Port(), Out("mac_addr", RteEtherAddr, str)),
+    _proto("ethdev", "rte_eth_dev_configure", _int, Port(), Int("nb_rx_q", _u16), Int("nb_tx_q", _u16),
+           StructIn("eth_conf", RteEthConf)),
+    _proto("ethdev", "rte_eth_rx_queue_setup", _int, Port(), Int("rx_queue_id", _u16), Int("nb_rx_desc", _u16),
+           Socket(), StructIn("rx_conf", RteEthRxconf, nullable=True), Pointer("mb_pool", nullable=False)),
+    _proto("ethdev", "rte_eth_tx_queue_setup", _int, Port(), Int("tx_queue_id", _u16), Int("nb_tx_desc", _u16),
+           Socket(), StructIn("tx_conf", RteEthTxconf, nullable=True)),
+    _proto("ethdev", "rte_eth_dev_start", _int, Port()),
+    _proto("ethdev", "rte_eth_dev_stop", _int, Port()),
+    _proto("ethdev", "rte_eth_dev_close", _int, Port()),
+    _proto("ethdev", "rte_eth_link_get_nowait", _int, Port(), Out("link", RteEthLink)),
+    _proto("ethdev", "rte_eth_stats_get", _int, Port(), Out("stats", RteEthStats)),
+    _proto("ethdev", "rte_eth_stats_reset", _int, Port()),
+    _proto("ethdev", "rte_eth_xstats_get_names", _int, Port(),
+           Pointer("xstats_names", POINTER(RteEthXstatName)), Int("size", _uint)),
+    _proto("ethdev", "rte_eth_xstats_get", _int, Port(), Pointer("xstats", POINTER(RteEthXstat)), Int("n", _uint)),
+    _proto("ethdev", "rte_eth_promiscuous_enable", _int, Port()),
+    _proto("ethdev", "rte_eth_promiscuous_disable", _int, Port()),
+    _proto("ethdev", "rte_eth_allmulticast_enable", _int, Port()),
+    _proto("ethdev", "rte_eth_dev_mac_addr_add", _int, Port(), Mac(), Int("pool", _u32, 0, 63)),
+    _proto("ethdev", "rte_eth_dev_mac_addr_remove", _int, Port(), Mac()),
+    _proto("ethdev", "rte_eth_dev_uc_all_hash_table_set", _int, Port(), _ON, guard=True),
+    _proto("ethdev", "rte_eth_dev_flow_ctrl_get", _int, Port(), Out("fc_conf", RteEthFcConf)),
+    _proto("ethdev", "rte_eth_dev_flow_ctrl_set", _int, Port(), StructIn("fc_conf", RteEthFcConf)),
+    _proto("ethdev", "rte_eth_dev_callback_register", _int, Port(allow_all=True),
+           Int("event", _int, 0, RTE_ETH_EVENT_MAX - 1), Callback(), Pointer("cb_arg")),
+    _proto("ethdev", "rte_eth_dev_callback_unregister", _int, Port(allow_all=True),
+           Int("event", _int, 0, RTE_ETH_EVENT_MAX - 1), Callback(), Pointer("cb_arg")),
     # ethdev_driver.h (not installed; symbol version INTERNAL):
     #   int rte_eth_dev_callback_process(struct rte_eth_dev *dev, enum rte_eth_event_type event, void *ret_param);
-    ("ethdev", "rte_eth_dev_callback_process", _int, [_vp, _int, _vp]),
+    _proto("ethdev", "rte_eth_dev_callback_process", _int, Pointer("dev", nullable=False),
+           Int("event", _int, 0, RTE_ETH_EVENT_MAX - 1), Pointer("ret_param"), rc=False),
+    # rte_flow.h (the mirror rule)
+    _proto("ethdev", "rte_flow_validate", _int, Port(), StructIn("attr", RteFlowAttr),
+           Pointer("pattern", POINTER(RteFlowItem), nullable=False), Pointer("actions", POINTER(RteFlowAction),
+                                                                            nullable=False),
+           StructIn("error", RteFlowError)),
+    _proto("ethdev", "rte_flow_create", c_void_p, Port(), StructIn("attr", RteFlowAttr),
+           Pointer("pattern", POINTER(RteFlowItem), nullable=False), Pointer("actions", POINTER(RteFlowAction),
+                                                                            nullable=False),
+           StructIn("error", RteFlowError), rc=False),
+    _proto("ethdev", "rte_flow_destroy", _int, Port(), Pointer("flow", nullable=False), StructIn("error", RteFlowError)),
     # rte_pmd_ixgbe.h
-    ("net_ixgbe", "rte_pmd_ixgbe_ping_vf", _int, [_u16, _u16]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_mac_addr", _int, [_u16, _u16, _MAC]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_mac_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_insert", _int, [_u16, _u16, _u16]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_tx_loopback", _int, [_u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_all_queues_drop_en", _int, [_u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_split_drop_en", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_stripq", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_rxmode", _int, [_u16, _u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_rx", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_tx", _int, [_u16, _u16, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_filter", _int, [_u16, _u16, _u64, _u8]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_vf_rate_limit", _int, [_u16, _u16, _u32, _u64]),
-    ("net_ixgbe", "rte_pmd_ixgbe_set_tc_bw_alloc", _int, [_u16, _u8, POINTER(_u8)]),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_ping_vf", _int, Port(), _VF),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_mac_addr", _int, Port(), _VF, Mac()),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_mac_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_insert", _int, Port(), _VF, _VLAN),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_tx_loopback", _int, Port(), _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_split_drop_en", _int, Port(), _VF, _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_stripq", _int, Port(), _VF, _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_rxmode", _int, Port(), _VF, Int("rx_mask", _u16, 1, 0x1F), _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_vlan_filter", _int, Port(), _VLAN, Int("vf_mask", _u64, 1), _ON),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_vf_rate_limit", _int, Port(), _VF, Int("tx_rate", _u32),
+           Int("q_msk", _u64)),
+    _proto("net_ixgbe", "rte_pmd_ixgbe_set_tc_bw_alloc", _int, Port(), Weights("bw_weight")),
     # rte_pmd_i40e.h
-    ("net_i40e", "rte_pmd_i40e_ping_vfs", _int, [_u16, _u16]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_mac_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_vlan_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_tx_loopback", _int, [_u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_unicast_promisc", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_multicast_promisc", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_mac_addr", _int, [_u16, _u16, _MAC]),
-    ("net_i40e", "rte_pmd_i40e_remove_vf_mac_addr", _int, [_u16, _u16, _MAC]),  # declared, NOT exported in 22.11
-    ("net_i40e", "rte_pmd_i40e_set_vf_vlan_stripq", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_vlan_insert", _int, [_u16, _u16, _u16]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_broadcast", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_vlan_tag", _int, [_u16, _u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_vlan_filter", _int, [_u16, _u16, _u64, _u8]),
-    ("net_i40e", "rte_pmd_i40e_get_vf_stats", _int, [_u16, _u16, _STATS]),
-    ("net_i40e", "rte_pmd_i40e_reset_vf_stats", _int, [_u16, _u16]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_max_bw", _int, [_u16, _u16, _u32]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_tc_bw_alloc", _int, [_u16, _u16, _u8, POINTER(_u8)]),
-    ("net_i40e", "rte_pmd_i40e_set_vf_tc_max_bw", _int, [_u16, _u16, _u8, _u32]),
-    ("net_i40e", "rte_pmd_i40e_set_tc_strict_prio", _int, [_u16, _u8]),
-    ("net_i40e", "rte_pmd_i40e_add_vf_mac_addr", _int, [_u16, _u16, _MAC]),
-    ("net_i40e", "rte_pmd_i40e_query_vfid_by_mac", _int, [_u16, _MAC]),
+    _proto("net_i40e", "rte_pmd_i40e_ping_vfs", _int, Port(), _VF),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_mac_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_vlan_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_tx_loopback", _int, Port(), _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_unicast_promisc", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_multicast_promisc", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_mac_addr", _int, Port(), _VF, Mac()),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_vlan_stripq", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_vlan_insert", _int, Port(), _VF, _VLAN),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_broadcast", _int, Port(), _VF, _ON),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_vlan_filter", _int, Port(), _VLAN, Int("vf_mask", _u64, 1), _ON),
+    _proto("net_i40e", "rte_pmd_i40e_get_vf_stats", _int, Port(), _VF, Out("stats", RteEthStats)),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_max_bw", _int, Port(), _VF, Int("bw", _u32)),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_tc_bw_alloc", _int, Port(), _VF, Weights("bw_weight")),
+    _proto("net_i40e", "rte_pmd_i40e_set_vf_tc_max_bw", _int, Port(), _VF, Int("tc_no", _u8, 0, RTE_ETH_DCB_NUM_TCS - 1),
+           Int("bw", _u32)),
+    _proto("net_i40e", "rte_pmd_i40e_set_tc_strict_prio", _int, Port(), Int("tc_map", _u8)),
+    _proto("net_i40e", "rte_pmd_i40e_add_vf_mac_addr", _int, Port(), _VF, Mac()),
+    _proto("net_i40e", "rte_pmd_i40e_query_vfid_by_mac", _int, Port(), Mac("vf_mac")),
     # rte_pmd_bnxt.h
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_mac_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_mac_addr", _int, [_u16, _u16, _MAC]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_stripq", _int, [_u16, _u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_insert", _int, [_u16, _u16, _u16]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_filter", _int, [_u16, _u16, _u64, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_tx_loopback", _int, [_u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_all_queues_drop_en", _int, [_u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_rate_limit", _int, [_u16, _u16, _u32, _u64]),
-    ("net_bnxt", "rte_pmd_bnxt_get_vf_stats", _int, [_u16, _u16, _STATS]),
-    ("net_bnxt", "rte_pmd_bnxt_reset_vf_stats", _int, [_u16, _u16]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_anti_spoof", _int, [_u16, _u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_rxmode", _int, [_u16, _u16, _u16, _u8]),
-    ("net_bnxt", "rte_pmd_bnxt_get_vf_rx_status", _int, [_u16, _u16]),
-    ("net_bnxt", "rte_pmd_bnxt_get_vf_tx_drop_count", _int, [_u16, _u16, POINTER(_u64)]),
-    ("net_bnxt", "rte_pmd_bnxt_mac_addr_add", _int, [_u16, _MAC, _u32]),
-    ("net_bnxt", "rte_pmd_bnxt_set_vf_persist_stats", _int, [_u16, _u16, _u8]),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_mac_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_mac_addr", _int, Port(), _VF, Mac()),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_stripq", _int, Port(), _VF, _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_insert", _int, Port(), _VF, _VLAN),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_filter", _int, Port(), _VLAN, Int("vf_mask", _u64, 1), _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_tx_loopback", _int, Port(), _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_rate_limit", _int, Port(), _VF, Int("tx_rate", _u32), Int("q_msk", _u64)),
+    _proto("net_bnxt", "rte_pmd_bnxt_get_vf_stats", _int, Port(), _VF, Out("stats", RteEthStats)),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_vlan_anti_spoof", _int, Port(), _VF, _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_rxmode", _int, Port(), _VF, Int("rx_mask", _u16, 1, 0x1F), _ON),
+    _proto("net_bnxt", "rte_pmd_bnxt_get_vf_rx_status", _int, Port(), _VF),
+    _proto("net_bnxt", "rte_pmd_bnxt_get_vf_tx_drop_count", _int, Port(), _VF,
+           Out("count", c_uint64, lambda v: int(v.value))),
+    _proto("net_bnxt", "rte_pmd_bnxt_mac_addr_add", _int, Port(), Mac(), Int("vf_id", _u32)),
+    # does not check the port's driver: on net_null it cast foreign private data to struct bnxt * (-EINVAL)
+    _proto("net_bnxt", "rte_pmd_bnxt_set_vf_persist_stats", _int, Port(), _VF, _ON, driver="net_bnxt"),
 ]
+PROTOTYPES: dict[str, Proto] = {p.symbol: p for p in _TABLE}
 
 # Core libraries (loaded in this order) and the PMDs loaded by default.
 CORE_LIBS = ("eal", "mempool", "mbuf", "ethdev")
@@ -908,7 +1079,6 @@ class _State:
         self.eal: ctypes.CDLL | None = None
         self.eal_initialised = False
         self.keepalive: list[object] = []  # argv buffers handed to rte_eal_init
-        self.checked_ports: set[int] = set()
 
 
 _state = _State()
@@ -916,16 +1086,17 @@ _state = _State()
 
 def _bind(key: str) -> None:
     lib = _state.libs[key]
-    for lk, name, restype, argtypes in _PROTOTYPES:
-        if lk != key or name in _state.funcs:
+    for p in PROTOTYPES.values():
+        name = p.symbol
+        if p.lib != key or name in _state.funcs:
             continue
         try:
             f = getattr(lib, name)
         except AttributeError:
             _state.missing_symbols[name] = key
             continue
-        f.restype = restype
-        f.argtypes = argtypes
+        f.restype = p.ret
+        f.argtypes = p.argtypes
         _state.funcs[name] = f
         _state.missing_symbols.pop(name, None)
 
@@ -1001,48 +1172,13 @@ def raw(name: str):
     if name in _state.missing_symbols:
         lib = _state.missing_symbols[name]
         raise SymbolMissing(name, message=f"symbol {name} is not exported by {_state.paths.get(lib, lib)}")
-    for lk, sym, _r, _a in _PROTOTYPES:
-        if sym == name:
-            reason = _state.missing_libs.get(lk, f"library {lk} not loaded")
-            raise DpdkUnavailable(name, message=reason)
+    p = PROTOTYPES.get(name)
+    if p is not None:
+        raise DpdkUnavailable(name, message=_state.missing_libs.get(p.lib, f"library {p.lib} not loaded"))
     raise KeyError(f"no prototype for {name}")
 
 
-def _call(name: str, *args, check: bool = True) -> int:
-    rc = raw(name)(*args)
-    if check and rc < 0:
-        raise DpdkError(name, rc)
-    return rc
-
-
-def _pmd(name: str, port: int, *args, check: bool = True) -> int:
-    """Call an rte_pmd_* function after checking the port id.  Several 22.11 rte_pmd_bnxt_* functions
-    (get_vf_stats, reset_vf_stats, get_vf_rx_status, get_vf_tx_drop_count, mac_addr_add) index
-    rte_eth_devices[port] without RTE_ETH_VALID_PORTID_OR_ERR_RET, so an unused port id would crash the process."""
-    f = raw(name)
-    if not (0 <= port < RTE_MAX_ETHPORTS) or not raw("rte_eth_dev_is_valid_port")(port):
-        rc = -_errno.ENODEV
-    else:
-        rc = f(port, *args)
-    if check and rc < 0:
-        raise DpdkError(name, rc)
-    return rc
-
-
-def _require_driver(port: int, driver: str) -> int:
-    """0 if `port` is driven by `driver`, else -ENODEV (bad port) / -ENOTSUP (other driver)."""
-    info = RteEthDevInfo()
-    rc = raw("rte_eth_dev_info_get")(port, byref(info))
-    if rc < 0:
-        return rc
-    return 0 if (info.driver_name or b"").decode() == driver else -_errno.ENOTSUP
-
-
-def _on(v) -> int:
-    return 1 if v else 0
-
-
-def _mac(mac) -> RteEtherAddr:
+def mac_addr(mac) -> RteEtherAddr:
     """'aa:bb:cc:dd:ee:ff' / 'aa-bb-..' / 6 bytes / RteEtherAddr -> RteEtherAddr."""
     if isinstance(mac, RteEtherAddr):
         return mac
@@ -1074,8 +1210,61 @@ def _addr(p) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# EAL
+# Calling through the table
 # ---------------------------------------------------------------------------------------------------
+
+
+def _driver_of(port: int) -> str | None:
+    info = RteEthDevInfo()
+    if raw("rte_eth_dev_info_get")(port, byref(info)) < 0:
+        return None
+    return (info.driver_name or b"").decode()
+
+
+def call(symbol: str, *args, check: bool = True):
+    """Call the C function `symbol` as its `PROTOTYPES` entry says: the arguments are validated and converted,
+    the port guard and driver check run first where the entry asks for them, and a negative return becomes
+    DpdkError (with ``check=False`` the raw code is returned instead).  A function with an output parameter
+    returns what it wrote (always checked); one with ``rc=False`` returns its plain value (char * decoded)."""
+    p = PROTOTYPES.get(symbol)
+    if p is None:
+        raise KeyError(f"no DPDK prototype named {symbol}")
+    cargs, outs = p.convert(args)
+    f = raw(symbol)
+    rc = 0
+    if p.guard or p.driver:
+        port = args[0]
+        if not raw("rte_eth_dev_is_valid_port")(port):
+            rc = -_errno.ENODEV
+        elif p.driver and _driver_of(port) != p.driver:
+            rc = -_errno.ENOTSUP
+    if rc == 0:
+        rc = f(*cargs)
+    if p.ret is None:
+        return None
+    if not p.rc:
+        return rc.decode(errors="replace") if isinstance(rc, bytes) else rc
+    rc = int(rc)
+    if rc < 0 and (check or outs):
+        raise DpdkError(symbol, rc)
+    return p.results(outs) if outs and rc >= 0 else rc
+
+
+def __getattr__(name: str):
+    """`ffi.rte_pmd_ixgbe_ping_vf(port, vf)` is `ffi.call("rte_pmd_ixgbe_ping_vf", port, vf)`."""
+    if name in PROTOTYPES:
+        return functools.partial(call, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Composed calls: more than one C call, or a result shaped for Python.  These (and `call`) are what the
+# backend uses; the recording stand-in fakes exactly these names (COMPOSED) besides `call`.
+# ---------------------------------------------------------------------------------------------------
+
+COMPOSED = ("eal_init", "eal_cleanup", "list_ports", "port_info", "pktmbuf_pool_create", "link_get_nowait",
+            "stats_get", "xstats", "callback_register", "callback_unregister", "flow_validate", "flow_create",
+            "flow_destroy")
 
 
 def rte_errno() -> int:
@@ -1084,26 +1273,16 @@ def rte_errno() -> int:
     return c_int.in_dll(_state.eal, "per_lcore__rte_errno").value
 
 
-def strerror(code: int) -> str:
-    return errno_text(code)
-
-
-def version() -> str:
-    """rte_version(), e.g. 'DPDK 22.11.11'."""
-    return raw("rte_version")().decode()
-
-
 def eal_init(args: Sequence[str]) -> int:
     """rte_eal_init(argc, argv); args[0] is the program name.  Returns the number of parsed arguments.
 
     Raises DpdkError('rte_eal_init', -rte_errno) with rte_strerror's text on failure.  The argv buffers are kept
     alive for the life of the process (EAL may keep pointers into them).
     """
-    f = raw("rte_eal_init")
-    encoded = [os.fsencode(a) for a in args]
-    argv = (c_char_p * (len(encoded) + 1))(*encoded, None)
-    _state.keepalive.append((encoded, argv))
-    rc = f(len(encoded), argv)
+    p = PROTOTYPES["rte_eal_init"]
+    cargs, _ = p.convert((list(args),))
+    _state.keepalive.append(cargs)
+    rc = raw("rte_eal_init")(*cargs)
     if rc < 0:
         e = rte_errno() or -rc
         raise DpdkError("rte_eal_init", -e, f"{errno_text(e)}; EAL args: {' '.join(args)}")
@@ -1112,9 +1291,8 @@ def eal_init(args: Sequence[str]) -> int:
 
 
 def eal_cleanup(check: bool = True) -> int:
-    rc = _call("rte_eal_cleanup", check=check)
+    rc = call("rte_eal_cleanup", check=check)
     _state.eal_initialised = False
-    _state.checked_ports.clear()
     return rc
 
 
@@ -1122,60 +1300,18 @@ def eal_initialised() -> bool:
     return _state.eal_initialised
 
 
-# ---------------------------------------------------------------------------------------------------
-# Ports
-# ---------------------------------------------------------------------------------------------------
-
-
-def eth_dev_count_avail() -> int:
-    return int(raw("rte_eth_dev_count_avail")())
-
-
 def eth_dev_is_valid_port(port: int) -> bool:
-    return bool(raw("rte_eth_dev_is_valid_port")(port))
-
-
-def iter_ports() -> Iterator[int]:
-    """RTE_ETH_FOREACH_DEV: every valid port not owned by another DPDK entity."""
-    f = raw("rte_eth_find_next_owned_by")
-    p = f(0, RTE_ETH_DEV_NO_OWNER)
-    while p < RTE_MAX_ETHPORTS:
-        yield int(p)
-        p = f(p + 1, RTE_ETH_DEV_NO_OWNER)
+    return bool(call("rte_eth_dev_is_valid_port", port))
 
 
 def list_ports() -> list[int]:
-    return list(iter_ports())
-
-
-def dev_info(port: int) -> RteEthDevInfo:
-    info = RteEthDevInfo()
-    _call("rte_eth_dev_info_get", port, byref(info))
-    return info
-
-
-def get_name_by_port(port: int) -> str:
-    """Device name: the PCI address ('0000:03:00.0') for a PCI PF, the vdev name ('net_null0') otherwise."""
-    buf = ctypes.create_string_buffer(RTE_ETH_NAME_MAX_LEN)
-    _call("rte_eth_dev_get_name_by_port", port, buf)
-    return buf.value.decode()
-
-
-def get_port_by_name(name: str) -> int:
-    port = c_uint16()
-    _call("rte_eth_dev_get_port_by_name", name.encode(), byref(port))
-    return port.value
-
-
-def socket_id(port: int) -> int:
-    """NUMA socket of the port; -1 (SOCKET_ID_ANY) when unknown (vdevs).  Never raises."""
-    return int(raw("rte_eth_dev_socket_id")(port))
-
-
-def macaddr_get(port: int) -> str:
-    a = RteEtherAddr()
-    _call("rte_eth_macaddr_get", port, byref(a))
-    return str(a)
+    """RTE_ETH_FOREACH_DEV: every valid port not owned by another DPDK entity."""
+    ports = []
+    p = call("rte_eth_find_next_owned_by", 0, RTE_ETH_DEV_NO_OWNER)
+    while p < RTE_MAX_ETHPORTS:
+        ports.append(int(p))
+        p = call("rte_eth_find_next_owned_by", p + 1, RTE_ETH_DEV_NO_OWNER)
+    return ports
 
 
 @dataclass(frozen=True)
@@ -1196,10 +1332,10 @@ class PortInfo:
 
 
 def port_info(port: int) -> PortInfo:
-    info = dev_info(port)
+    info = call("rte_eth_dev_info_get", port)
     return PortInfo(
         port_id=port,
-        name=get_name_by_port(port),
+        name=call("rte_eth_dev_get_name_by_port", port),
         driver_name=(info.driver_name or b"").decode(),
         max_vfs=info.max_vfs,
         max_rx_queues=info.max_rx_queues,
@@ -1209,14 +1345,14 @@ def port_info(port: int) -> PortInfo:
         max_mtu=info.max_mtu,
         max_rx_pktlen=info.max_rx_pktlen,
         if_index=info.if_index,
-        socket_id=socket_id(port),
-        mac=macaddr_get(port),
+        socket_id=call("rte_eth_dev_socket_id", port),
+        mac=call("rte_eth_macaddr_get", port),
     )
 
 
 def make_eth_conf(mtu: int = 0, rx_offloads: int = 0, tx_offloads: int = 0, lsc_intr: bool = False,
                   link_speeds: int = 0) -> RteEthConf:
-    """A zeroed rte_eth_conf with the few fields vfd sets (mtu 0 = PMD default)."""
+    """A zeroed rte_eth_conf with the few fields vfd sets (mtu 0 = PMD default).  Pure."""
     conf = RteEthConf()
     conf.link_speeds = link_speeds
     conf.rxmode.mq_mode = RTE_ETH_MQ_RX_NONE
@@ -1228,67 +1364,14 @@ def make_eth_conf(mtu: int = 0, rx_offloads: int = 0, tx_offloads: int = 0, lsc_
     return conf
 
 
-def dev_configure(port: int, nb_rx_queue: int, nb_tx_queue: int, conf: RteEthConf | None = None,
-                  check: bool = True) -> int:
-    conf = conf if conf is not None else make_eth_conf()
-    return _call("rte_eth_dev_configure", port, nb_rx_queue, nb_tx_queue, byref(conf), check=check)
-
-
 def pktmbuf_pool_create(name: str, n: int, cache_size: int = 0, priv_size: int = 0,
                         data_room_size: int = RTE_MBUF_DEFAULT_BUF_SIZE, socket: int = SOCKET_ID_ANY) -> int:
     """rte_pktmbuf_pool_create(); returns the struct rte_mempool * as an int.  NULL -> DpdkError(-rte_errno)."""
-    p = raw("rte_pktmbuf_pool_create")(name.encode(), n, cache_size, priv_size, data_room_size, socket)
+    p = call("rte_pktmbuf_pool_create", name, n, cache_size, priv_size, data_room_size, socket)
     if not p:
         e = rte_errno() or _errno.ENOMEM
         raise DpdkError("rte_pktmbuf_pool_create", -e)
     return int(p)
-
-
-def mempool_free(pool: int | None) -> None:
-    if pool:
-        raw("rte_mempool_free")(pool)
-
-
-def _socket_arg(port: int, socket: int | None) -> int:
-    s = socket_id(port) if socket is None else socket
-    return s & 0xFFFFFFFF  # unsigned int parameter; SOCKET_ID_ANY (-1) travels as 0xFFFFFFFF
-
-
-def rx_queue_setup(port: int, queue: int, nb_desc: int, mempool: int, socket: int | None = None,
-                   rx_conf: RteEthRxconf | None = None, check: bool = True) -> int:
-    return _call("rte_eth_rx_queue_setup", port, queue, nb_desc, _socket_arg(port, socket),
-                 byref(rx_conf) if rx_conf is not None else None, mempool, check=check)
-
-
-def tx_queue_setup(port: int, queue: int, nb_desc: int, socket: int | None = None,
-                   tx_conf: RteEthTxconf | None = None, check: bool = True) -> int:
-    return _call("rte_eth_tx_queue_setup", port, queue, nb_desc, _socket_arg(port, socket),
-                 byref(tx_conf) if tx_conf is not None else None, check=check)
-
-
-def dev_start(port: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_start", port, check=check)
-
-
-def dev_stop(port: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_stop", port, check=check)
-
-
-def dev_close(port: int, check: bool = True) -> int:
-    _state.checked_ports.discard(port)
-    return _call("rte_eth_dev_close", port, check=check)
-
-
-def dev_reset(port: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_reset", port, check=check)
-
-
-def set_link_up(port: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_set_link_up", port, check=check)
-
-
-def set_link_down(port: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_set_link_down", port, check=check)
 
 
 class LinkStatus(NamedTuple):
@@ -1299,124 +1382,34 @@ class LinkStatus(NamedTuple):
 
 
 def link_get_nowait(port: int) -> LinkStatus:
-    link = RteEthLink()
-    _call("rte_eth_link_get_nowait", port, byref(link))
+    link = call("rte_eth_link_get_nowait", port)
     return LinkStatus(int(link.link_speed), bool(link.link_duplex), bool(link.link_autoneg), bool(link.link_status))
 
 
-def _stats_dict(s: RteEthStats) -> dict[str, int]:
+def stats_dict(s: RteEthStats) -> dict[str, int]:
+    """The scalar counters of struct rte_eth_stats.  Pure."""
     return {k: int(getattr(s, k)) for k in STATS_FIELDS}
 
 
 def stats_get(port: int) -> dict[str, int]:
-    """The scalar counters of struct rte_eth_stats (per-queue arrays: use :func:`stats_get_raw`)."""
-    return _stats_dict(stats_get_raw(port))
+    return stats_dict(call("rte_eth_stats_get", port))
 
 
-def stats_get_raw(port: int) -> RteEthStats:
-    s = RteEthStats()
-    _call("rte_eth_stats_get", port, byref(s))
-    return s
-
-
-def stats_reset(port: int, check: bool = True) -> int:
-    return _call("rte_eth_stats_reset", port, check=check)
-
-
-def xstats_get_names(port: int) -> list[str]:
-    f = raw("rte_eth_xstats_get_names")
+def _counted(symbol: str, port: int, cls) -> list:
+    """The two-call pattern of the xstats API: ask for the count, then fill an array of that size."""
     while True:
-        n = f(port, None, 0)
-        if n < 0:
-            raise DpdkError("rte_eth_xstats_get_names", n)
-        arr = (RteEthXstatName * max(n, 1))()
-        got = f(port, arr, n)
-        if got < 0:
-            raise DpdkError("rte_eth_xstats_get_names", got)
+        n = call(symbol, port, None, 0)
+        arr = (cls * max(n, 1))()
+        got = call(symbol, port, arr, n)
         if got <= n:
-            return [arr[i].name.decode(errors="replace") for i in range(got)]
-
-
-def xstats_get(port: int) -> list[tuple[int, int]]:
-    """[(id, value)]; id indexes :func:`xstats_get_names`."""
-    f = raw("rte_eth_xstats_get")
-    while True:
-        n = f(port, None, 0)
-        if n < 0:
-            raise DpdkError("rte_eth_xstats_get", n)
-        arr = (RteEthXstat * max(n, 1))()
-        got = f(port, arr, n)
-        if got < 0:
-            raise DpdkError("rte_eth_xstats_get", got)
-        if got <= n:
-            return [(int(arr[i].id), int(arr[i].value)) for i in range(got)]
+            return list(arr[:got])
 
 
 def xstats(port: int) -> dict[str, int]:
     """{name: value} for every extended statistic of the port."""
-    names = xstats_get_names(port)
-    return {names[i]: v for i, v in xstats_get(port) if i < len(names)}
-
-
-def xstats_reset(port: int, check: bool = True) -> int:
-    return _call("rte_eth_xstats_reset", port, check=check)
-
-
-def promiscuous_enable(port: int, check: bool = True) -> int:
-    return _call("rte_eth_promiscuous_enable", port, check=check)
-
-
-def promiscuous_disable(port: int, check: bool = True) -> int:
-    return _call("rte_eth_promiscuous_disable", port, check=check)
-
-
-def promiscuous_get(port: int) -> bool:
-    return bool(_call("rte_eth_promiscuous_get", port))
-
-
-def allmulticast_enable(port: int, check: bool = True) -> int:
-    return _call("rte_eth_allmulticast_enable", port, check=check)
-
-
-def allmulticast_disable(port: int, check: bool = True) -> int:
-    return _call("rte_eth_allmulticast_disable", port, check=check)
-
-
-def allmulticast_get(port: int) -> bool:
-    return bool(_call("rte_eth_allmulticast_get", port))
-
-
-def set_mtu(port: int, mtu: int, check: bool = True) -> int:
-    return _call("rte_eth_dev_set_mtu", port, mtu, check=check)
-
-
-def get_mtu(port: int) -> int:
-    m = c_uint16()
-    _call("rte_eth_dev_get_mtu", port, byref(m))
-    return m.value
-
-
-def mac_addr_add(port: int, mac, pool: int, check: bool = True) -> int:
-    """rte_eth_dev_mac_addr_add: add a MAC filter steering to VMDq pool `pool` (= VF index on ixgbe)."""
-    return _call("rte_eth_dev_mac_addr_add", port, byref(_mac(mac)), pool, check=check)
-
-
-def mac_addr_remove(port: int, mac, check: bool = True) -> int:
-    return _call("rte_eth_dev_mac_addr_remove", port, byref(_mac(mac)), check=check)
-
-
-def default_mac_addr_set(port: int, mac, check: bool = True) -> int:
-    return _call("rte_eth_dev_default_mac_addr_set", port, byref(_mac(mac)), check=check)
-
-
-def flow_ctrl_get(port: int) -> RteEthFcConf:
-    fc = RteEthFcConf()
-    _call("rte_eth_dev_flow_ctrl_get", port, byref(fc))
-    return fc
-
-
-def flow_ctrl_set(port: int, fc: RteEthFcConf, check: bool = True) -> int:
-    return _call("rte_eth_dev_flow_ctrl_set", port, byref(fc), check=check)
+    names = [x.name.decode(errors="replace") for x in _counted("rte_eth_xstats_get_names", port, RteEthXstatName)]
+    return {names[x.id]: int(x.value) for x in _counted("rte_eth_xstats_get", port, RteEthXstat)
+            if x.id < len(names)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1459,7 +1452,7 @@ def callback_register(port: int, event: int, fn: EventCallback) -> CallbackHandl
             return 0
 
     cfunc = RteEthDevCbFn(thunk)
-    _call("rte_eth_dev_callback_register", port, event, cfunc, c_void_p(token))
+    call("rte_eth_dev_callback_register", port, event, cfunc, token)
     handle = CallbackHandle(port=port, event=event, token=token, cfunc=cfunc, fn=fn)
     _callbacks[token] = handle
     return handle
@@ -1467,8 +1460,7 @@ def callback_register(port: int, event: int, fn: EventCallback) -> CallbackHandl
 
 def callback_unregister(handle: CallbackHandle, check: bool = True) -> int:
     """Undo :func:`callback_register`.  -EAGAIN (callback running) keeps the thunk referenced."""
-    rc = _call("rte_eth_dev_callback_unregister", handle.port, handle.event, handle.cfunc, c_void_p(handle.token),
-               check=check)
+    rc = call("rte_eth_dev_callback_unregister", handle.port, handle.event, handle.cfunc, handle.token, check=check)
     if rc >= 0:
         _callbacks.pop(handle.token, None)
     return rc
@@ -1495,7 +1487,7 @@ def eth_dev_layout_ok(port: int) -> bool:
         return False
     name = ctypes.string_at(data, RTE_ETH_NAME_MAX_LEN).split(b"\0", 1)[0].decode(errors="replace")
     try:
-        return name == get_name_by_port(port)
+        return name == call("rte_eth_dev_get_name_by_port", port)
     except DpdkError:
         return False
 
@@ -1510,12 +1502,10 @@ def callback_process(port: int, event: int, param=None) -> int:
     """
     if not eth_dev_is_valid_port(port):
         raise DpdkError("rte_eth_dev_callback_process", -_errno.ENODEV)
-    if port not in _state.checked_ports:
-        if not eth_dev_layout_ok(port):
-            raise ValueError("rte_eth_devices layout mismatch: SIZEOF_RTE_ETH_DEV / RTE_ETH_DEV_DATA_OFFSET are wrong "
-                             "for the installed librte_ethdev")
-        _state.checked_ports.add(port)
-    return int(raw("rte_eth_dev_callback_process")(eth_dev_address(port), event, _addr(param)))
+    if not eth_dev_layout_ok(port):
+        raise ValueError("rte_eth_devices layout mismatch: SIZEOF_RTE_ETH_DEV / RTE_ETH_DEV_DATA_OFFSET are wrong "
+                         "for the installed librte_ethdev")
+    return int(call("rte_eth_dev_callback_process", eth_dev_address(port), event, param))
 
 
 # Mailbox parameter helpers -------------------------------------------------------------------------
@@ -1534,8 +1524,8 @@ def bnxt_mb_param(ret_param: int) -> RtePmdBnxtMbEventParam:
     return RtePmdBnxtMbEventParam.from_address(ret_param)
 
 
-def ixgbe_msg_words(param: RtePmdIxgbeMbEventParam, n: int = IXGBE_VFMAILBOX_SIZE) -> list[int]:
-    """The ixgbe mailbox message (uint32_t msgbuf[16]) the PMD passed in param.msg."""
+def ixgbe_msg_words(param: RtePmdIxgbeMbEventParam, n: int) -> list[int]:
+    """The ixgbe mailbox message (`n` uint32_t words) the PMD passed in param.msg."""
     if not param.msg:
         return []
     return list((c_uint32 * n).from_address(param.msg))
@@ -1556,249 +1546,35 @@ def hwrm_req_type(msg_ptr: int | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# ixgbe VF API (rte_pmd_ixgbe.h).  Not in 22.11 (header nor .so): get_vf_stats, set_vf_multicast_promisc.
+# rte_flow: the PMD's reason travels in struct rte_flow_error
 # ---------------------------------------------------------------------------------------------------
 
 
-def ixgbe_ping_vf(port: int, vf: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_ping_vf", port, vf, check=check)
-
-
-def ixgbe_set_vf_mac_addr(port: int, vf: int, mac, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_mac_addr", port, vf, byref(_mac(mac)), check=check)
-
-
-def ixgbe_set_vf_mac_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_mac_anti_spoof", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_vf_vlan_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_vlan_anti_spoof", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_vf_vlan_insert(port: int, vf: int, vlan_id: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_vlan_insert", port, vf, vlan_id, check=check)
-
-
-def ixgbe_set_vf_vlan_stripq(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_vlan_stripq", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_vf_vlan_filter(port: int, vlan: int, vf_mask: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_vlan_filter", port, vlan, vf_mask, _on(on), check=check)
-
-
-def ixgbe_set_vf_rxmode(port: int, vf: int, rx_mask: int, on: bool, check: bool = True) -> int:
-    """rx_mask: RTE_ETH_VMDQ_ACCEPT_{UNTAG,HASH_MC,HASH_UC,BROADCAST,MULTICAST}."""
-    return _pmd("rte_pmd_ixgbe_set_vf_rxmode", port, vf, rx_mask, _on(on), check=check)
-
-
-def ixgbe_set_vf_rx(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_rx", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_vf_tx(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_tx", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_vf_rate_limit(port: int, vf: int, tx_rate: int, q_msk: int, check: bool = True) -> int:
-    """tx_rate in Mbps (0 = no limit) applied to the VF queues in q_msk."""
-    return _pmd("rte_pmd_ixgbe_set_vf_rate_limit", port, vf, tx_rate, q_msk, check=check)
-
-
-def ixgbe_set_vf_split_drop_en(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_vf_split_drop_en", port, vf, _on(on), check=check)
-
-
-def ixgbe_set_all_queues_drop_en(port: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_all_queues_drop_en", port, _on(on), check=check)
-
-
-def ixgbe_set_tx_loopback(port: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_ixgbe_set_tx_loopback", port, _on(on), check=check)
-
-
-def ixgbe_set_tc_bw_alloc(port: int, bw_weight: Sequence[int], check: bool = True) -> int:
-    arr = (c_uint8 * len(bw_weight))(*bw_weight)
-    return _pmd("rte_pmd_ixgbe_set_tc_bw_alloc", port, len(bw_weight), arr, check=check)
-
-
-# ---------------------------------------------------------------------------------------------------
-# i40e VF API (rte_pmd_i40e.h)
-# ---------------------------------------------------------------------------------------------------
-
-
-def i40e_ping_vfs(port: int, vf: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_ping_vfs", port, vf, check=check)
-
-
-def i40e_set_vf_mac_addr(port: int, vf: int, mac, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_mac_addr", port, vf, byref(_mac(mac)), check=check)
-
-
-def i40e_add_vf_mac_addr(port: int, vf: int, mac, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_add_vf_mac_addr", port, vf, byref(_mac(mac)), check=check)
-
-
-def i40e_remove_vf_mac_addr(port: int, vf: int, mac, check: bool = True) -> int:
-    """Declared in rte_pmd_i40e.h but NOT exported by librte_net_i40e.so.23: raises SymbolMissing there.
-    Fallback: :func:`mac_addr_remove` (what VFd did)."""
-    return _pmd("rte_pmd_i40e_remove_vf_mac_addr", port, vf, byref(_mac(mac)), check=check)
-
-
-def i40e_set_vf_mac_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_mac_anti_spoof", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_vlan_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_vlan_anti_spoof", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_vlan_stripq(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_vlan_stripq", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_vlan_insert(port: int, vf: int, vlan_id: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_vlan_insert", port, vf, vlan_id, check=check)
-
-
-def i40e_set_vf_vlan_filter(port: int, vlan: int, vf_mask: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_vlan_filter", port, vlan, vf_mask, _on(on), check=check)
-
-
-def i40e_set_vf_vlan_tag(port: int, vf: int, on: bool, check: bool = True) -> int:
-    """on = only VLAN-tagged frames for this VF (drop untagged)."""
-    return _pmd("rte_pmd_i40e_set_vf_vlan_tag", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_broadcast(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_broadcast", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_unicast_promisc(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_unicast_promisc", port, vf, _on(on), check=check)
-
-
-def i40e_set_vf_multicast_promisc(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_multicast_promisc", port, vf, _on(on), check=check)
-
-
-def i40e_get_vf_stats(port: int, vf: int) -> dict[str, int]:
-    s = RteEthStats()
-    _pmd("rte_pmd_i40e_get_vf_stats", port, vf, byref(s))
-    return _stats_dict(s)
-
-
-def i40e_reset_vf_stats(port: int, vf: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_reset_vf_stats", port, vf, check=check)
-
-
-def i40e_set_vf_max_bw(port: int, vf: int, bw: int, check: bool = True) -> int:
-    """bw in Mbps (0 = no limit)."""
-    return _pmd("rte_pmd_i40e_set_vf_max_bw", port, vf, bw, check=check)
-
-
-def i40e_set_vf_tc_bw_alloc(port: int, vf: int, bw_weight: Sequence[int], check: bool = True) -> int:
-    arr = (c_uint8 * len(bw_weight))(*bw_weight)
-    return _pmd("rte_pmd_i40e_set_vf_tc_bw_alloc", port, vf, len(bw_weight), arr, check=check)
-
-
-def i40e_set_vf_tc_max_bw(port: int, vf: int, tc_no: int, bw: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_vf_tc_max_bw", port, vf, tc_no, bw, check=check)
-
-
-def i40e_set_tc_strict_prio(port: int, tc_map: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_tc_strict_prio", port, tc_map, check=check)
-
-
-def i40e_set_tx_loopback(port: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_set_tx_loopback", port, _on(on), check=check)
-
-
-def i40e_query_vfid_by_mac(port: int, mac, check: bool = True) -> int:
-    return _pmd("rte_pmd_i40e_query_vfid_by_mac", port, byref(_mac(mac)), check=check)
-
-
-# ---------------------------------------------------------------------------------------------------
-# bnxt VF API (rte_pmd_bnxt.h)
-# ---------------------------------------------------------------------------------------------------
-
-
-def bnxt_set_vf_mac_addr(port: int, vf: int, mac, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_mac_addr", port, vf, byref(_mac(mac)), check=check)
-
-
-def bnxt_mac_addr_add(port: int, mac, vf: int, check: bool = True) -> int:
-    """Note the C argument order: (port, mac_addr, vf_id)."""
-    return _pmd("rte_pmd_bnxt_mac_addr_add", port, byref(_mac(mac)), vf, check=check)
-
-
-def bnxt_set_vf_mac_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_mac_anti_spoof", port, vf, _on(on), check=check)
-
-
-def bnxt_set_vf_vlan_anti_spoof(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_vlan_anti_spoof", port, vf, _on(on), check=check)
-
-
-def bnxt_set_vf_vlan_stripq(port: int, vf: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_vlan_stripq", port, vf, _on(on), check=check)
-
-
-def bnxt_set_vf_vlan_insert(port: int, vf: int, vlan_id: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_vlan_insert", port, vf, vlan_id, check=check)
-
-
-def bnxt_set_vf_vlan_filter(port: int, vlan: int, vf_mask: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_vlan_filter", port, vlan, vf_mask, _on(on), check=check)
-
-
-def bnxt_set_vf_rxmode(port: int, vf: int, rx_mask: int, on: bool, check: bool = True) -> int:
-    """rx_mask: RTE_ETH_VMDQ_ACCEPT_* as for ixgbe."""
-    return _pmd("rte_pmd_bnxt_set_vf_rxmode", port, vf, rx_mask, _on(on), check=check)
-
-
-def bnxt_set_vf_rate_limit(port: int, vf: int, tx_rate: int, q_msk: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_vf_rate_limit", port, vf, tx_rate, q_msk, check=check)
-
-
-def bnxt_get_vf_stats(port: int, vf: int) -> dict[str, int]:
-    s = RteEthStats()
-    _pmd("rte_pmd_bnxt_get_vf_stats", port, vf, byref(s))
-    return _stats_dict(s)
-
-
-def bnxt_reset_vf_stats(port: int, vf: int, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_reset_vf_stats", port, vf, check=check)
-
-
-def bnxt_get_vf_rx_status(port: int, vf: int, check: bool = True) -> int:
-    """Number of Rx queues the VF has set up (>0 means its queues are up)."""
-    return _pmd("rte_pmd_bnxt_get_vf_rx_status", port, vf, check=check)
-
-
-def bnxt_get_vf_tx_drop_count(port: int, vf: int) -> int:
-    count = c_uint64()
-    _pmd("rte_pmd_bnxt_get_vf_tx_drop_count", port, vf, byref(count))
-    return int(count.value)
-
-
-def bnxt_set_vf_persist_stats(port: int, vf: int, on: bool, check: bool = True) -> int:
-    """Guarded: unlike every other rte_pmd_bnxt_* call, the 22.11 C function does not check that the port is a
-    bnxt port before casting dev_private to struct bnxt * (on net_null it read foreign memory and returned -EINVAL).
-    This wrapper returns/raises -ENOTSUP for a non-bnxt port without calling it."""
-    name = "rte_pmd_bnxt_set_vf_persist_stats"
-    rc = _require_driver(port, "net_bnxt")
+def _flow_error(symbol: str, code: int, err: RteFlowError) -> DpdkError:
+    why = err.message.decode(errors="replace") if err.message else None
+    return DpdkError(symbol, code, f"{errno_text(code)}: {why}" if why and why != errno_text(code) else None)
+
+
+def flow_validate(port: int, attr: RteFlowAttr, pattern, actions) -> None:
+    """rte_flow_validate; DpdkError carrying the PMD's message when the rule would be refused."""
+    err = RteFlowError()
+    rc = call("rte_flow_validate", port, attr, pattern, actions, err, check=False)
     if rc < 0:
-        if check:
-            raise DpdkError(name, rc)
-        return rc
-    return _pmd(name, port, vf, _on(on), check=check)
+        raise _flow_error("rte_flow_validate", rc, err)
 
 
-def bnxt_set_tx_loopback(port: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_tx_loopback", port, _on(on), check=check)
+def flow_create(port: int, attr: RteFlowAttr, pattern, actions) -> int:
+    """rte_flow_create -> the struct rte_flow * as an int; NULL -> DpdkError(-rte_errno) with the PMD's message."""
+    err = RteFlowError()
+    handle = call("rte_flow_create", port, attr, pattern, actions, err)
+    if not handle:
+        raise _flow_error("rte_flow_create", -(rte_errno() or _errno.EINVAL), err)
+    return int(handle)
 
 
-def bnxt_set_all_queues_drop_en(port: int, on: bool, check: bool = True) -> int:
-    return _pmd("rte_pmd_bnxt_set_all_queues_drop_en", port, _on(on), check=check)
+def flow_destroy(port: int, handle: int, check: bool = True) -> int:
+    err = RteFlowError()
+    rc = call("rte_flow_destroy", port, handle, err, check=False)
+    if rc < 0 and check:
+        raise _flow_error("rte_flow_destroy", rc, err)
+    return rc

@@ -18,7 +18,7 @@ from vfd.capabilities import Feature as F
 from vfd.policy import mailbox as mbx
 
 from . import ffi as real_ffi
-from .backend import PmdAdapter, narrowed_profile
+from .adapter import PmdAdapter, narrowed_profile
 
 RXMODE_BITS = {
     "bcast": real_ffi.RTE_ETH_VMDQ_ACCEPT_BROADCAST,
@@ -40,55 +40,55 @@ class BnxtAdapter(PmdAdapter):
     pf_allmulti = False
 
     def set_loopback(self, on: bool) -> None:
-        self.call("enable_loopback", None, "bnxt_set_tx_loopback", self.port, bool(on))
+        self.call("enable_loopback", None, "rte_pmd_bnxt_set_tx_loopback", self.port, bool(on))
 
     def set_vlan_filter(self, vfid, add, remove) -> None:
         for vlan in remove:
-            self.call("vlans", vfid, "bnxt_set_vf_vlan_filter", self.port, vlan, 1 << vfid, False)
+            self.call("vlans", vfid, "rte_pmd_bnxt_set_vf_vlan_filter", self.port, vlan, 1 << vfid, False)
         for vlan in add:
-            self.call("vlans", vfid, "bnxt_set_vf_vlan_filter", self.port, vlan, 1 << vfid, True)
+            self.call("vlans", vfid, "rte_pmd_bnxt_set_vf_vlan_filter", self.port, vlan, 1 << vfid, True)
 
     def set_macs(self, vfid, default, allow, added, removed, set_default, default_changed=True) -> None:
         if removed:
             self.unsupported("macs", vfid, "call that removes a VF MAC filter")
         for mac in reversed(added):
-            self.call("macs", vfid, "bnxt_mac_addr_add", self.port, mac, vfid)
+            self.call("macs", vfid, "rte_pmd_bnxt_mac_addr_add", self.port, mac, vfid)
         if set_default and default:
-            self.call("mac", vfid, "bnxt_set_vf_mac_addr", self.port, vfid, default)
+            self.call("mac", vfid, "rte_pmd_bnxt_set_vf_mac_addr", self.port, vfid, default)
 
     def set_rates(self, vfid, max_rate, min_rate) -> None:
         if min_rate:
             self.unsupported("min_rate", vfid, "guaranteed VF TX rate")
-        self.call("max_rate", vfid, "bnxt_set_vf_rate_limit", self.port, vfid, max_rate, RATE_QUEUE_MASK)
+        self.call("max_rate", vfid, "rte_pmd_bnxt_set_vf_rate_limit", self.port, vfid, max_rate, RATE_QUEUE_MASK)
 
     def persist_stats(self, vfid) -> None:
-        self.call("persist_stats", vfid, "bnxt_set_vf_persist_stats", self.port, vfid, True)
+        self.call("persist_stats", vfid, "rte_pmd_bnxt_set_vf_persist_stats", self.port, vfid, True)
 
     def set_anti_spoof(self, vfid, vlan=None, mac=None) -> None:
         if vlan is not None:
-            self.call("vlan_anti_spoof", vfid, "bnxt_set_vf_vlan_anti_spoof", self.port, vfid, vlan)
+            self.call("vlan_anti_spoof", vfid, "rte_pmd_bnxt_set_vf_vlan_anti_spoof", self.port, vfid, vlan)
         if mac is not None:
-            self.call("mac_anti_spoof", vfid, "bnxt_set_vf_mac_anti_spoof", self.port, vfid, mac)
+            self.call("mac_anti_spoof", vfid, "rte_pmd_bnxt_set_vf_mac_anti_spoof", self.port, vfid, mac)
 
     def set_strip_insert(self, vfid, strip=None, insert=None) -> None:
         if strip is not None:
-            self.call("strip", vfid, "bnxt_set_vf_vlan_stripq", self.port, vfid, strip)
+            self.call("strip", vfid, "rte_pmd_bnxt_set_vf_vlan_stripq", self.port, vfid, strip)
         if insert is not None:
-            self.call("insert", vfid, "bnxt_set_vf_vlan_insert", self.port, vfid, insert)
+            self.call("insert", vfid, "rte_pmd_bnxt_set_vf_vlan_insert", self.port, vfid, insert)
 
     def set_rxmode(self, vfid, bcast=None, mcast=None, uucast=None, untagged=None, insert=0) -> None:
         for gate, value in (("bcast", bcast), ("mcast", mcast), ("uucast", uucast)):
             if value is not None:
-                self.call(gate, vfid, "bnxt_set_vf_rxmode", self.port, vfid, RXMODE_BITS[gate], value)
+                self.call(gate, vfid, "rte_pmd_bnxt_set_vf_rxmode", self.port, vfid, RXMODE_BITS[gate], value)
         if untagged:
             self.unsupported("allow_untagged", vfid, "untagged-frame receive gate")
 
     def queue_ready(self, vfid, rec):
-        return self.call("queue_probe", vfid, "bnxt_get_vf_rx_status", self.port, vfid) > 0
+        return self.call("queue_probe", vfid, "rte_pmd_bnxt_get_vf_rx_status", self.port, vfid) > 0
 
     def vf_stats(self, vfid):
-        s = self.call("vf_stats", vfid, "bnxt_get_vf_stats", self.port, vfid)
-        drops = self.call("vf_stats", vfid, "bnxt_get_vf_tx_drop_count", self.port, vfid)
+        s = real_ffi.stats_dict(self.call("vf_stats", vfid, "rte_pmd_bnxt_get_vf_stats", self.port, vfid))
+        drops = self.call("vf_stats", vfid, "rte_pmd_bnxt_get_vf_tx_drop_count", self.port, vfid)
         return {"rx_pkts": s["ipackets"], "rx_bytes": s["ibytes"], "rx_errors": s["ierrors"], "rx_dropped": 0,
                 "tx_pkts": s["opackets"], "tx_bytes": s["obytes"], "tx_errors": s["oerrors"], "spoofed": drops}
 
@@ -111,7 +111,7 @@ class BnxtAdapter(PmdAdapter):
         real_ffi.bnxt_mb_param(ret_param).retval = verdict
 
     def msg_name(self, msg_type: int) -> str:
-        return real_ffi.HWRM_MSG_NAMES.get(msg_type, f"0x{msg_type:x}")
+        return mbx.HWRM_MSG_NAMES.get(msg_type, f"0x{msg_type:x}")
 
 
 ADAPTER = BnxtAdapter
