@@ -29,7 +29,7 @@ PORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]*")
 MAX_PORT_ID_BYTES = 200
 ERROR_SUFFIX = ".error"
 MAX_ERROR_FILES = 64            # refused drop files kept in config_dir (the oldest go first)
-BASELINES = ".counter-baselines.json"   # in the live dir; the leading dot keeps it out of port ids
+BASELINES = ".counter-baselines"   # in the live dir; the leading dot and no .json keep it out of port ids
 
 
 class StoreError(VfdError):

@@ -60,6 +60,12 @@ def _small_int(text: str, limit: int = 1 << 20) -> int | None:
     return n if n < limit else None
 
 
+def _name(filename: object) -> str:
+    """A request's file name as the original's messages show it (escaped and bounded by Reply)."""
+    text = filename if isinstance(filename, str) else repr(filename)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _json_safe(value: object) -> object:
     try:
         json.dumps(value)
@@ -365,7 +371,7 @@ class VFManager:
 
     # ---- add / update / delete ----------------------------------------------------------------
     def add(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name, path = shown(filename), None
+        name, path = _name(filename), None
         try:
             path, port_id = self.store.resolve(filename, "config")
             name = port_id
@@ -389,7 +395,7 @@ class VFManager:
         return _ok(f"vf added successfully: {port_id}", data=self._vf_data(vf))
 
     def update(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name = shown(filename)
+        name = _name(filename)
         try:
             path, port_id = self.store.resolve(filename, "config")
             old = self.live.get(port_id)
@@ -429,7 +435,7 @@ class VFManager:
                  ", ".join(new.program.changed_fields(old.program if same_vf else None)) or "no change")
 
     def delete(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name = shown(filename)
+        name = _name(filename)
         try:
             path, port_id = self.store.resolve(filename, "live")
             vf = self.live.get(port_id)
