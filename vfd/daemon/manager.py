@@ -325,7 +325,12 @@ class VFManager:
             self.apply_errors[(pf.id, vfid)] = f"rollback failed: {exc}"
             raise
         finally:
-            backend.flush()
+            try:
+                backend.flush()
+            except OSError as exc:
+                # the NIC is restored; only the backend's saved copy of it lags (the sim's state file,
+                # still holding the state from before the request) until the next successful flush
+                log.warning("PF %s: backend state not saved while rolling back: %s", pf.id, escape(_describe(exc)))
 
     def _swap_memory(self, out: LiveVF | None, into: LiveVF | None) -> None:
         if out is not None:
