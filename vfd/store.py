@@ -250,6 +250,17 @@ class Store:
         except OSError as exc:
             raise StoreError.of("remove the live config", path, exc) from None
 
+    def discard_live(self, port_id: str) -> None:
+        """Undo of a live file just written by an add: gone, whatever `delete_keep` says."""
+        path = self.live_path(port_id)
+        try:
+            os.unlink(path)
+            fsync_dir(self.live_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError.of("remove the live config", path, exc) from None
+
     def quarantine_live(self, path: Path) -> Path:
         """A live file that no longer admits at start-up is moved out to config_dir as <name>-."""
         dest = self.config_dir / f"{path.name}-"

@@ -67,7 +67,7 @@ def fail_sim_flush(monkeypatch):
     monkeypatch.setattr(sim_mod, "atomic_write", full)
 
 
-def test_add_with_the_backend_state_dir_full_rolls_back_everywhere(rig, monkeypatch):
+def test_add_with_the_backend_state_dir_full_rolls_back_everywhere(rig, monkeypatch, caplog):
     rig.drop("vm1", vf_config(PF, 1, vlans=[10]))
     fail_sim_flush(monkeypatch)
     r = rig.m.add("vm1", requester_uid=0)
@@ -76,6 +76,7 @@ def test_add_with_the_backend_state_dir_full_rolls_back_everywhere(rig, monkeypa
     assert rig.nic(1)["vlans"] == []                           # the NIC put back
     assert rig.files() == {rig.store.config_dir: ["vm1.json"], rig.store.live_dir: []}   # no .error
     assert "free" in rig.m.show("pci").lines[1]
+    assert "rolled back: No space left" in caplog.text and "incompletely" not in caplog.text
     monkeypatch.undo()
     rig.drop("vm2", vf_config(PF, 2, vlans=[20]))
     assert rig.m.add("vm2", requester_uid=0).ok               # the next request writes only its own change
@@ -83,7 +84,7 @@ def test_add_with_the_backend_state_dir_full_rolls_back_everywhere(rig, monkeypa
     assert rig.m.add("vm1", requester_uid=0).ok               # the valid file was kept: it still adds
 
 
-def test_add_with_the_live_dir_full_keeps_the_drop_file(rig, monkeypatch):
+def test_add_with_the_live_dir_full_keeps_the_drop_file(rig, monkeypatch, caplog):
     rig.drop("vm1", vf_config(PF, 1, vlans=[10]))
     real = os.write
 
@@ -97,6 +98,7 @@ def test_add_with_the_live_dir_full_keeps_the_drop_file(rig, monkeypatch):
     assert not r.ok and "cannot write the live config" in r.lines[0] and "No space left" in r.lines[0]
     assert rig.files() == {rig.store.config_dir: ["vm1.json"], rig.store.live_dir: []}   # no temp, no .error
     assert rig.nic(1)["vlans"] == [] and rig.m.live == {}
+    assert "rolled back" in caplog.text and "incompletely" not in caplog.text
 
 
 def test_failing_to_remove_the_drop_file_after_success_is_a_warning(rig, monkeypatch, caplog):

@@ -281,13 +281,12 @@ class VFManager:
             self._nic_step(undo, old_pf, old.vfid, None, old.program)
         # 2. the live file
         port_id = (new or old).port_id
-        if new is not None:
-            undo.push("live file", (lambda: self.store.write_live(port_id, old.raw, old.owner_uid)) if old
-                      else (lambda: self.store.remove_live(port_id)))
-            self.store.write_live(port_id, new.raw, new.owner_uid)
-        elif live_file:
-            undo.push("live file", lambda: self.store.write_live(port_id, old.raw, old.owner_uid))
-            self.store.remove_live(port_id)
+        if new is not None or live_file:
+            undo.push("live file", lambda: self._restore_live(port_id, old))
+            if new is not None:
+                self.store.write_live(port_id, new.raw, new.owner_uid)
+            else:
+                self.store.remove_live(port_id)
         # 3. memory, then 4. the QoS shares of the PFs involved. Their inverse is recorded before
         # the memory step so that it runs after memory is restored and recomputes the old shares.
         pfs = list({id(p): p for p in (old_pf, new_pf) if p is not None}.values())
@@ -297,6 +296,13 @@ class VFManager:
         self._swap_memory(old, new)
         for pf in pfs:
             self._apply_qos(pf)
+
+    def _restore_live(self, port_id: str, old: LiveVF | None) -> None:
+        """The live file as it was before the request (a failed atomic write left it so already)."""
+        if old is None:
+            self.store.discard_live(port_id)
+        elif self.store.read_live(port_id) != old.raw:
+            self.store.write_live(port_id, old.raw, old.owner_uid)
 
     def _nic_step(self, undo: _Undo, pf: PFState, vfid: int, program, previous) -> None:
         """Program (or, with program None, clear) one VF and save the backend's state. The inverse
@@ -408,10 +414,7 @@ class VFManager:
                 raise RequestError(f"'{port_id}' is not live; use add")
             authz.require_owner("update", f"port {port_id}", old.owner_uid, requester_uid)
             rf = self.store.read(path, port_id)
-            if rf.owner_uid not in (authz.ROOT, old.owner_uid):
-                raise authz.PermissionRefused("update", f"port {port_id} with a config file owned by uid "
-                                              f"{rf.owner_uid}", requester_uid,
-                                              f"configs owned by root or the VF's owner (uid {old.owner_uid})")
+            authz.require_file_owner("update", f"port {port_id}", rf.owner_uid, old.owner_uid, requester_uid)
             cfg = parse_vf_config(rf.data, path.name)
             new = self._admit_replacement(old, cfg, rf.data, rf.owner_uid)
         except VfdError as exc:
