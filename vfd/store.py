@@ -1,21 +1,50 @@
 """Desired state on disk: VF configs dropped in `config_dir`, admitted ones in `config_dir`_live.
 
-Every write is atomic (temp file in the same directory, fsync, rename, fsync of the directory), so
-a crash at any instant leaves either the old or the new file. Request file names are confined to
-these two directories: no request can make vfd read, write or rename anything elsewhere.
+Every write is atomic (a temp file with an unpredictable name in the same directory, fsync,
+rename, fsync of the directory), so a crash at any instant leaves either the old or the new file,
+and nothing another user plants in these directories can be opened, followed or block vfd.
+Request file names are confined to these two directories and to a conservative character set:
+no request can make vfd read, write or rename anything elsewhere, or print a forged line.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import re
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfd.errors import RequestError
+from vfd.errors import ConfigError, RequestError, VfdError
+from vfd.text import shown
 
 SUFFIX = ".json"
 MAX_CONFIG_BYTES = 256 * 1024
+# Port ids (a config file's name without .json): safe in a path, a log line and a reply line. The
+# length leaves room in NAME_MAX (255) for the suffixes and the temp names vfd adds.
+PORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]*")
+MAX_PORT_ID_BYTES = 200
+ERROR_SUFFIX = ".error"
+MAX_ERROR_FILES = 64            # refused drop files kept in config_dir (the oldest go first)
+BASELINES = ".counter-baselines"   # in the live dir; the leading dot and no .json keep it out of port ids
+
+
+class StoreError(VfdError):
+    """A file operation in vfd's directories failed (disk full, permissions, descriptors): a transient
+    failure of the host, never a verdict on the config, so a drop file is not marked .error for it."""
+
+    def __init__(self, op: str, path: str | os.PathLike, reason: str):
+        self.op = op
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot {op} {path}: {reason}")
+
+    @classmethod
+    def of(cls, op: str, path: str | os.PathLike, exc: OSError) -> "StoreError":
+        return cls(op, path, exc.strerror or str(exc))
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -26,24 +55,33 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durable: bool = True,
+                 uid: int | None = None) -> None:
     """Replace `path` with `data` all at once. `durable` adds the fsyncs that make the new content
-    survive a power cut; without them readers still never see a torn file."""
+    survive a power cut; without them readers still never see a torn file. `uid` owns the file
+    from the moment it appears (the temp file is chowned before the rename). The temp file is
+    removed on every failure, so a full disk leaves nothing behind."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    tmp = path.with_name(f".{path.name}.tmp{secrets.token_hex(8)}")
+    # O_EXCL|O_NOFOLLOW: never open what someone planted (a symlink, a FIFO); O_NONBLOCK: never wait
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if uid is not None and os.geteuid() == 0:
+                os.fchown(fd, uid, -1)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except OSError:
-        os.unlink(tmp)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
     if durable:
         fsync_dir(path.parent)
@@ -56,6 +94,16 @@ def remove_stale_temps(directory: Path) -> None:
             p.unlink()
         except OSError:
             pass
+
+
+def check_port_id(port_id: str, spelt: str) -> None:
+    """The one rule for port ids; `spelt` is how the request wrote the name (already escaped)."""
+    if len(port_id.encode()) > MAX_PORT_ID_BYTES:
+        raise RequestError(f"config name {spelt} is {len(port_id.encode())} bytes long; port names are at most "
+                           f"{MAX_PORT_ID_BYTES} bytes (rule port_name)")
+    if not PORT_ID_RE.fullmatch(port_id):
+        raise RequestError(f"config name {spelt} is not a valid port name: it must start with a letter or digit "
+                           f"and contain only letters, digits and _ . : @ + - (rule port_name)")
 
 
 @dataclass(frozen=True)
@@ -86,21 +134,20 @@ class Store:
         """
         base = self.config_dir if where == "config" else self.live_dir
         if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
-            raise RequestError(f"filename {name!r} is not a valid file name")
+            raise RequestError(f"filename {shown(name)} is not a valid file name")
         p = Path(name)
         if p.is_absolute() or "/" in name:
             if p.parent.resolve() != base.resolve():
-                raise RequestError(f"filename {name!r} is outside {base} (vfd only reads configs from there)")
+                raise RequestError(f"filename {shown(name)} is outside {base} (vfd only reads configs from there)")
             base_name = p.name
         else:
             base_name = name
         if base_name in (".", "..") or base_name.startswith("."):
-            raise RequestError(f"filename {name!r} is not a valid config name")
+            raise RequestError(f"filename {shown(name)} is not a valid config name")
         if not base_name.endswith(SUFFIX):
             base_name += SUFFIX
         port_id = base_name[: -len(SUFFIX)]
-        if not port_id:
-            raise RequestError(f"filename {name!r} is not a valid config name")
+        check_port_id(port_id, shown(name))
         return base / base_name, port_id
 
     def live_path(self, port_id: str) -> Path:
@@ -109,17 +156,25 @@ class Store:
     # ---- reading --------------------------------------------------------------------------
     @staticmethod
     def read(path: Path, port_id: str) -> ReadFile:
-        """Read a regular file without following a symlink planted in vfd's directory."""
+        """Read a regular file without following a symlink planted in vfd's directory.
+
+        A file that is not a config (a symlink, a FIFO, empty, too large) is a ConfigError: the file
+        itself is refused. A failure to read it (missing, EMFILE, EIO) is a StoreError."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            raise RequestError(f"unable to read config file: {path}: {exc.strerror}") from None
+            if exc.errno == errno.ELOOP:   # a symlink
+                raise ConfigError(f"unable to read config file: {path}",
+                                  ["is a symbolic link (vfd does not follow links in its directories)"]) from None
+            if isinstance(exc, FileNotFoundError):
+                raise RequestError(f"unable to read config file: {path}: {exc.strerror}") from None
+            raise StoreError.of("read", path, exc) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise RequestError(f"unable to read config file: {path}: not a regular file")
+                raise ConfigError(f"unable to read config file: {path}", ["not a regular file"])
             if st.st_size > MAX_CONFIG_BYTES:
-                raise RequestError(f"unable to read config file: {path}: larger than {MAX_CONFIG_BYTES} bytes")
+                raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
             chunks = []
             while True:
                 b = os.read(fd, 65536)
@@ -127,10 +182,12 @@ class Store:
                     break
                 chunks.append(b)
             data = b"".join(chunks)
+        except OSError as exc:
+            raise StoreError.of("read", path, exc) from None
         finally:
             os.close(fd)
         if not data.strip():
-            raise RequestError(f"unable to read config file: {path}: file is empty")
+            raise ConfigError(f"unable to read config file: {path}", ["file is empty"])
         return ReadFile(path=path, port_id=port_id, data=data, owner_uid=st.st_uid)
 
     def live_files(self) -> list[Path]:
@@ -138,12 +195,21 @@ class Store:
             return []
         return sorted(p for p in self.live_dir.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith("."))
 
-    # ---- state changes --------------------------------------------------------------------
+    # ---- state changes (each raises StoreError, never a bare OSError) ------------------------
     def write_live(self, port_id: str, data: bytes, uid: int | None = None) -> None:
+        """The live copy keeps the drop file's owner: callbacks run as that uid."""
         path = self.live_path(port_id)
-        atomic_write(path, data)
-        if uid is not None and os.geteuid() == 0:
-            os.chown(path, uid, -1)  # callbacks run as the owner recorded in the live file
+        try:
+            atomic_write(path, data, uid=uid)
+        except OSError as exc:
+            raise StoreError.of("write the live config", path, exc) from None
+
+    def read_live(self, port_id: str) -> bytes | None:
+        """The live file's current bytes, or None when there is none (for a rollback to restore)."""
+        try:
+            return self.read(self.live_path(port_id), port_id).data
+        except VfdError:
+            return None
 
     def consume(self, src: Path) -> None:
         """Remove an admitted drop file from config_dir (after its live copy is durable)."""
@@ -152,36 +218,72 @@ class Store:
             fsync_dir(src.parent)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            raise StoreError.of("remove the drop file", src, exc) from None
 
-    def mark_error(self, src: Path) -> None:
-        if src.parent.resolve() == self.config_dir.resolve() and src.exists():
-            os.replace(src, src.with_name(src.name + ".error"))
+    def mark_error(self, src: Path) -> Path | None:
+        """A drop file whose config was refused becomes <name>.json.error: the rename replaces an
+        older one of the same port, and at most MAX_ERROR_FILES are kept (the oldest removed)."""
+        if src.parent.resolve() != self.config_dir.resolve() or not src.exists():
+            return None
+        dest = src.with_name(src.name + ERROR_SUFFIX)
+        try:
+            os.replace(src, dest)
+            os.utime(dest, follow_symlinks=False)     # its age is when it was refused
+            errors = sorted(self.config_dir.glob(f"*{SUFFIX}{ERROR_SUFFIX}"),
+                            key=lambda p: p.lstat().st_mtime_ns)
+            for old in errors[:max(0, len(errors) - MAX_ERROR_FILES)]:
+                old.unlink()
+        except OSError as exc:
+            raise StoreError.of("mark refused", src, exc) from None
+        return dest
 
     def remove_live(self, port_id: str) -> None:
         path = self.live_path(port_id)
-        if self.keep_deleted:
-            os.replace(path, self.config_dir / f"{path.name}-")
-            fsync_dir(self.config_dir)
-        else:
+        try:
+            if self.keep_deleted:
+                os.replace(path, self.config_dir / f"{path.name}-")
+                fsync_dir(self.config_dir)
+            else:
+                os.unlink(path)
+            fsync_dir(self.live_dir)
+        except OSError as exc:
+            raise StoreError.of("remove the live config", path, exc) from None
+
+    def discard_live(self, port_id: str) -> None:
+        """Undo of a live file just written by an add: gone, whatever `delete_keep` says."""
+        path = self.live_path(port_id)
+        try:
             os.unlink(path)
-        fsync_dir(self.live_dir)
+            fsync_dir(self.live_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError.of("remove the live config", path, exc) from None
 
     def quarantine_live(self, path: Path) -> Path:
         """A live file that no longer admits at start-up is moved out to config_dir as <name>-."""
         dest = self.config_dir / f"{path.name}-"
-        os.replace(path, dest)
-        fsync_dir(self.live_dir)
+        try:
+            os.replace(path, dest)
+            fsync_dir(self.live_dir)
+        except OSError as exc:
+            raise StoreError.of("quarantine", path, exc) from None
         return dest
 
-    def export(self, port_id: str, output: object) -> Path:
-        src = self.live_path(port_id)
-        if not isinstance(output, str) or not output:
-            raise RequestError("export needs an output file name")
-        out = Path(output)
-        if not out.is_absolute():
-            out = self.config_dir / out
-        if out.parent.resolve() != self.config_dir.resolve() or out.name.startswith("."):
-            raise RequestError(f"export output {output!r} must be a file directly inside {self.config_dir}")
-        data = self.read(src, port_id).data
-        atomic_write(out, data)
-        return out
+    # ---- counter baselines (clear_stats survives a restart) ---------------------------------
+    def load_baselines(self) -> dict:
+        """{pf_id: {"pf": {counter: n}, "vfs": {"3": {counter: n}}}}; {} when none or unreadable."""
+        path = self.live_dir / BASELINES
+        try:
+            data = json.loads(self.read(path, BASELINES).data)
+        except (VfdError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def save_baselines(self, data: dict) -> None:
+        path = self.live_dir / BASELINES
+        try:
+            atomic_write(path, (json.dumps(data, sort_keys=True) + "\n").encode(), mode=0o644)
+        except OSError as exc:
+            raise StoreError.of("write the counter baselines", path, exc) from None

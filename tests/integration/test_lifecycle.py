@@ -186,12 +186,15 @@ def test_periodic_reconcile_repairs_drift(make_vfd):
     assert "drift on PF 0000:07:00.0 VF 1 (vm1): vlans, max_rate" in d.log_text()
 
 
-def test_export(vfd):
+def test_export_replies_with_the_config_and_writes_no_file(vfd):
+    """The daemon never writes a file where a request says (issue 9.1): the config is in the reply."""
     cfg = vf_config(PF, 1)
     vfd.add("vm1", cfg)
-    r = vfd.iplex("export", "vm1")
-    assert r.returncode == 0 and json.loads(r.stdout) == cfg and "exported" in r.stderr
-    assert not list(vfd.config_dir.glob("*.exp"))
+    before = vfd.snapshot()
+    reply = vfd.request("export", filename="vm1", output=str(vfd.config_dir / "planted.json"))
+    assert reply["state"] == "OK" and "exported" in reply["msg"][0]
+    assert json.loads(reply["data"]["config"]) == cfg and reply["data"]["port"] == "vm1"
+    assert vfd.snapshot() == before and not (vfd.config_dir / "planted.json").exists()
 
 
 def test_runtime_mirror_is_persisted(vfd):

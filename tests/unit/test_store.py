@@ -4,8 +4,12 @@ import os
 
 import pytest
 
-from vfd.errors import RequestError
-from vfd.store import Store, atomic_write
+import errno
+import stat
+
+from vfd import store as store_mod
+from vfd.errors import ConfigError, RequestError, VfdError
+from vfd.store import MAX_PORT_ID_BYTES, Store, StoreError, atomic_write
 
 
 @pytest.fixture
@@ -37,13 +41,13 @@ def test_read_refuses_symlinks_and_non_files(store, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("{}")
     (store.config_dir / "link.json").symlink_to(secret)
-    with pytest.raises(RequestError):
+    with pytest.raises(ConfigError, match="symbolic link"):
         store.read(store.config_dir / "link.json", "link")
     os.mkfifo(store.config_dir / "fifo.json")
-    with pytest.raises(RequestError, match="not a regular file"):
+    with pytest.raises(ConfigError, match="not a regular file"):
         store.read(store.config_dir / "fifo.json", "fifo")
     (store.config_dir / "empty.json").write_text("  ")
-    with pytest.raises(RequestError, match="empty"):
+    with pytest.raises(ConfigError, match="empty"):
         store.read(store.config_dir / "empty.json", "empty")
 
 
@@ -63,13 +67,94 @@ def test_remove_live_keep(tmp_path):
     assert not s.live_path("vm1").exists() and (s.config_dir / "vm1.json-").read_bytes() == b"{}"
 
 
-def test_mark_error_and_export(store):
+def test_mark_error_keeps_the_latest_per_port(store):
     src = store.config_dir / "vm1.json"
     src.write_text("{}")
     store.mark_error(src)
-    assert (store.config_dir / "vm1.json.error").exists() and not src.exists()
-    store.write_live("vm2", b'{"a": 1}')
-    out = store.export("vm2", "x.exp")
-    assert out.read_bytes() == b'{"a": 1}'
-    with pytest.raises(RequestError):
-        store.export("vm2", "/etc/x.exp")
+    assert (store.config_dir / "vm1.json.error").read_text() == "{}" and not src.exists()
+    src.write_text('{"second": 1}')
+    store.mark_error(src)
+    assert [p.name for p in store.config_dir.iterdir()] == ["vm1.json.error"]
+    assert (store.config_dir / "vm1.json.error").read_text() == '{"second": 1}'
+
+
+def test_mark_error_keeps_a_bounded_number(store, monkeypatch):
+    monkeypatch.setattr(store_mod, "MAX_ERROR_FILES", 3)
+    for i in range(5):
+        p = store.config_dir / f"vm{i}.json"
+        p.write_text("{}")
+        store.mark_error(p)
+        os.utime(store.config_dir / f"vm{i}.json.error", ns=(i * 10**9, i * 10**9))   # a clear order of age
+    assert sorted(p.name for p in store.config_dir.iterdir()) == ["vm2.json.error", "vm3.json.error",
+                                                                  "vm4.json.error"]
+
+
+def test_export_writes_no_file(store):
+    assert not hasattr(store, "export")         # the daemon never writes where a request says
+
+
+def test_atomic_write_ignores_what_is_planted_at_a_predictable_temp_name(tmp_path):
+    """The old temp name was .<name>.tmp<pid>: a symlink (or FIFO) planted there broke or hung vfd."""
+    target = tmp_path / "victim"
+    target.write_text("untouched")
+    (tmp_path / f".f.json.tmp{os.getpid()}").symlink_to(target)
+    atomic_write(tmp_path / "f.json", b"new")
+    assert (tmp_path / "f.json").read_bytes() == b"new" and target.read_text() == "untouched"
+
+
+def test_atomic_write_removes_its_temp_on_failure(tmp_path, monkeypatch):
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "f.json", b"data")
+    assert list(tmp_path.iterdir()) == []          # no 0-byte temp file left behind
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_atomic_write_owner_is_set_before_the_rename(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.lstat(src).st_uid)
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", spy)
+    atomic_write(tmp_path / "f.json", b"data", uid=65534)
+    assert seen == [65534] and os.stat(tmp_path / "f.json").st_uid == 65534
+
+
+def test_store_failures_are_store_errors_naming_path_and_reason(store, monkeypatch):
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(store_mod, "atomic_write", full)
+    with pytest.raises(StoreError) as exc:
+        store.write_live("vm1", b"{}")
+    assert exc.value.path == str(store.live_path("vm1")) and exc.value.reason == "No space left on device"
+    assert isinstance(exc.value, VfdError)
+
+
+@pytest.mark.parametrize("name", ["a\nfree", "a\rb", "-x", "a b", "a\u2028b", "é", "a;b"])
+def test_port_names_use_a_conservative_charset(store, name):
+    with pytest.raises(RequestError, match="rule port_name") as exc:
+        store.resolve(name, "config")
+    assert "\n" not in str(exc.value) and "\r" not in str(exc.value)
+
+
+def test_port_name_length_limit_is_named(store):
+    with pytest.raises(RequestError, match=f"at most {MAX_PORT_ID_BYTES} bytes"):
+        store.resolve("a" * 250, "config")
+    ok = "a" * MAX_PORT_ID_BYTES
+    path, _ = store.resolve(ok, "config")
+    path.write_text("{}")
+    store.write_live(ok, b"{}")                   # the longest name still leaves room for the temp name
+    store.mark_error(path)
+    assert store.live_path(ok).exists()
+
+
+def test_counter_baselines_round_trip(store):
+    assert store.load_baselines() == {}
+    store.save_baselines({"pf0": {"pf": {"rx_pkts": 3}, "vfs": {"1": {"tx_pkts": 4}}}})
+    assert store.load_baselines() == {"pf0": {"pf": {"rx_pkts": 3}, "vfs": {"1": {"tx_pkts": 4}}}}
+    assert store.live_files() == []               # not mistaken for a live config
+    assert stat.S_ISREG(os.lstat(store.live_dir / store_mod.BASELINES).st_mode)

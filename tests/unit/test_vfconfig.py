@@ -112,8 +112,12 @@ def test_queue_shares():
 def test_mirror_and_insert_rules():
     assert parse(mirror={"target": 2}).mirror.mode == "all"
     assert parse(mirror={"target": 2, "direction": "both"}).mirror.mode == "all"
-    assert "this VF itself" in err(mirror={"target": 1, "direction": "in"})
-    assert "insert_stag needs exactly one VLAN" in err(vlans=[1, 2], insert_stag=True)
+    self_mirror = err(mirror={"target": 1, "direction": "in"})
+    assert "field 'mirror.target': value 1: is this VF itself" in self_mirror and "rule mirror_target" in self_mirror
+    insert = err(vlans=[1, 2], insert_stag=True)
+    assert "field 'insert_stag': value true: needs exactly one VLAN, found 2" in insert
+    for text in (self_mirror, insert):        # the field that is wrong, not the whole config
+        assert "(top level)" not in text and "pciid" not in text
 
 
 @pytest.mark.parametrize("text,needle", [("", "not valid JSON"), ("[]", "must be a JSON object"),

@@ -1,9 +1,11 @@
 """The VF manager: the one place where requests change desired state, the store and the NIC together.
 
-Every change follows the same order: parse and admit (pure; refusals change nothing), program the
-NIC, make the live file durable, then update memory. A failure after the NIC was touched puts the
-previous program back, so the NIC, the live directory and memory never disagree for longer than
-one request. Requests are served one at a time by the daemon's event loop.
+Every change follows the same order: check who asks, parse and admit (pure; refusals change
+nothing), then one transaction: program the NIC, make the live file durable, update memory and
+the PF's QoS shares. Each step records how to undo itself before it runs; any exception in any
+step (a NIC refusal, a full disk under the backend's state or the live directory, a bug) undoes
+every recorded step in reverse, so the NIC, the live directory and memory never disagree for
+longer than one request. Requests are served one at a time by the daemon's event loop.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import json
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
 from vfd.capabilities import check_pf_settings
-from vfd.errors import BackendError, RequestError, VfdError
+from vfd.errors import AdmissionError, BackendError, ConfigError, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
-from vfd.model.vfconfig import VFConfig, parse_vf_config
+from vfd.model.vfconfig import parse_vf_config
+from vfd.policy import authz
 from vfd.policy.admission import admit
 from vfd.policy.qos import normalise_shares
-from vfd.program import VFProgram
 from vfd.state import LiveVF, PFState
-from vfd.store import Store
+from vfd.store import Store, StoreError, check_port_id
+from vfd.text import escape, shown
 from vfd.daemon import show as showfmt
 
 log = logging.getLogger("vfd.manager")
@@ -35,13 +39,81 @@ class Reply:
     lines: list[str]
     data: dict | None = None     # the same answer for programs (docs/iplex.md); msg lines are for people
 
+    def __post_init__(self):
+        # one line stays one line, whatever a port name, file name or config value contained
+        self.lines = [escape(line) for line in self.lines]
 
-def _ok(*lines: str) -> Reply:
-    return Reply(True, list(lines))
+
+def _ok(*lines: str, data: dict | None = None) -> Reply:
+    return Reply(True, list(lines), data)
 
 
-def _err(*lines: str) -> Reply:
-    return Reply(False, list(lines))
+def _err(*lines: str, data: dict | None = None) -> Reply:
+    return Reply(False, list(lines), data)
+
+
+def _small_int(text: str, limit: int = 1 << 20) -> int | None:
+    """A request's number: ASCII digits only (not '²'), and short enough never to reach int()'s limits."""
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        return None
+    n = int(text)
+    return n if n < limit else None
+
+
+def _name(filename: object) -> str:
+    """A request's file name as the original's messages show it (escaped and bounded by Reply)."""
+    text = filename if isinstance(filename, str) else repr(filename)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _json_safe(value: object) -> object:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _refusal_data(exc: Exception) -> dict | None:
+    if isinstance(exc, AdmissionError):
+        return {"rule": exc.rule, "field": exc.field, "value": _json_safe(exc.value)}
+    if isinstance(exc, authz.PermissionRefused):
+        return {"rule": "permission", "action": exc.action, "requester_uid": exc.requester_uid}
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure as one clear sentence: vfd's own errors carry their text; an OSError names the
+    call's file and the reason (never "internal error ... [Errno 28]")."""
+    if isinstance(exc, VfdError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class _Undo:
+    """The steps of one transaction, each with its inverse; `rollback` runs the inverses in reverse
+    order and carries on past a failing one (it is logged and recorded as an apply error)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.steps: list[tuple[str, Callable[[], None]]] = []
+
+    def push(self, step: str, inverse: Callable[[], None]) -> None:
+        self.steps.append((step, inverse))
+
+    def rollback(self) -> list[str]:
+        failed = []
+        for step, inverse in reversed(self.steps):
+            try:
+                inverse()
+            except Exception as exc:  # noqa: BLE001 - every other step must still be undone
+                failed.append(f"{step}: {_describe(exc)}")
+                log.error("%s: undoing %s failed: %s", self.what, step, escape(_describe(exc)))
+        self.steps.clear()
+        return failed
 
 
 class VFManager:
@@ -52,7 +124,8 @@ class VFManager:
         self.pfs: dict[str, PFState] = {}
         self.live: dict[str, LiveVF] = {}
         self.apply_errors: dict[tuple[str, int], str] = {}
-        self.stats_base: dict[tuple[str, int | None], PortStats] = {}   # clear-on-request baselines
+        # clear_stats baselines, (pf id, vfid or None for the PF) -> counter values; kept in the live dir
+        self.stats_base: dict[tuple[str, int | None], dict[str, int]] = {}
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_pfs(self) -> None:
@@ -75,17 +148,20 @@ class VFManager:
         for path in self.store.live_files():
             port_id = path.name[: -len(".json")]
             try:
+                check_port_id(port_id, shown(port_id))
                 rf = self.store.read(path, port_id)
                 cfg = parse_vf_config(rf.data, str(path))
                 pf = self.pfs.get(cfg.pciid)
                 program = admit(cfg, pf)
             except VfdError as exc:
                 dest = self.store.quarantine_live(path)
-                log.error("live config %s no longer admits, moved to %s: %s", path, dest, exc)
+                log.error("live config %s no longer admits, moved to %s: %s", escape(str(path)), escape(str(dest)),
+                          escape(str(exc)))
                 continue
             vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
             pf.add(vf)
             self.live[port_id] = vf
+        self._load_baselines()
         for pf in self.pfs.values():
             self.reapply_pf(pf.id, clear_unconfigured=True)
             self._apply_qos(pf)
@@ -180,172 +256,228 @@ class VFManager:
         finally:
             backend.flush()
 
+    # ---- the transaction shared by add, update, delete and mirror ------------------------------
+    def _commit(self, what: str, old: LiveVF | None, new: LiveVF | None, live_file: bool = True) -> None:
+        """Replace `old` by `new` (either may be None) on the NIC, in the live directory and in
+        memory, all or nothing. `live_file` False: delete of a VF whose live file is already gone."""
+        undo = _Undo(what)
+        try:
+            self._commit_steps(undo, old, new, live_file)
+        except BaseException as exc:
+            failed = undo.rollback()
+            log.error("%s failed and was rolled back%s: %s", what,
+                      f" (incompletely: {'; '.join(failed)})" if failed else "", escape(_describe(exc)))
+            raise
+
+    def _commit_steps(self, undo: _Undo, old: LiveVF | None, new: LiveVF | None, live_file: bool) -> None:
+        old_pf = self.pfs[old.pf_id] if old else None
+        new_pf = self.pfs[new.pf_id] if new else None
+        same_vf = old is not None and new is not None and old_pf is new_pf and old.vfid == new.vfid
+        # 1. the NIC: the new program first (in place when the VF stays), then the old VF cleared
+        if new is not None:
+            self._nic_step(undo, new_pf, new.vfid, new.program, old.program if same_vf else None)
+        if old is not None and not same_vf:
+            self._nic_step(undo, old_pf, old.vfid, None, old.program)
+        # 2. the live file
+        port_id = (new or old).port_id
+        if new is not None or live_file:
+            undo.push("live file", lambda: self._restore_live(port_id, old))
+            if new is not None:
+                self.store.write_live(port_id, new.raw, new.owner_uid)
+            else:
+                self.store.remove_live(port_id)
+        # 3. memory, then 4. the QoS shares of the PFs involved. Their inverse is recorded before
+        # the memory step so that it runs after memory is restored and recomputes the old shares.
+        pfs = list({id(p): p for p in (old_pf, new_pf) if p is not None}.values())
+        for pf in pfs:
+            undo.push(f"QoS of PF {pf.id}", lambda pf=pf: self._apply_qos(pf))
+        undo.push("memory", lambda: self._swap_memory(new, old))
+        self._swap_memory(old, new)
+        for pf in pfs:
+            self._apply_qos(pf)
+
+    def _restore_live(self, port_id: str, old: LiveVF | None) -> None:
+        """The live file as it was before the request (a failed atomic write left it so already)."""
+        if old is None:
+            self.store.discard_live(port_id)
+        elif self.store.read_live(port_id) != old.raw:
+            self.store.write_live(port_id, old.raw, old.owner_uid)
+
+    def _nic_step(self, undo: _Undo, pf: PFState, vfid: int, program, previous) -> None:
+        """Program (or, with program None, clear) one VF and save the backend's state. The inverse
+        is recorded first: a step that fails half-way is undone too."""
+        backend = self.backends[pf.backend]
+        if previous is not None:
+            undo.push(f"PF {pf.id} VF {vfid}", lambda: self._nic_restore(pf, vfid, previous))
+        else:
+            undo.push(f"PF {pf.id} VF {vfid}", lambda: self._nic_restore(pf, vfid, None, program))
+        try:
+            if program is None:
+                backend.clear_vf(pf.id, vfid, previous)
+            else:
+                backend.apply_vf(pf.id, vfid, program, previous)
+        finally:
+            backend.flush()
+
+    def _nic_restore(self, pf: PFState, vfid: int, program, cleared_from=None) -> None:
+        backend = self.backends[pf.backend]
+        try:
+            if program is not None:
+                backend.apply_vf(pf.id, vfid, program, None)
+            else:
+                backend.clear_vf(pf.id, vfid, cleared_from)
+        except VfdError as exc:
+            self.apply_errors[(pf.id, vfid)] = f"rollback failed: {exc}"
+            raise
+        finally:
+            try:
+                backend.flush()
+            except OSError as exc:
+                # the NIC is restored; only the backend's saved copy of it lags (the sim's state file,
+                # still holding the state from before the request) until the next successful flush
+                log.warning("PF %s: backend state not saved while rolling back: %s", pf.id, escape(_describe(exc)))
+
+    def _swap_memory(self, out: LiveVF | None, into: LiveVF | None) -> None:
+        if out is not None:
+            self.pfs[out.pf_id].remove(out)
+            if self.live.get(out.port_id) is out:
+                del self.live[out.port_id]
+            self.apply_errors.pop((out.pf_id, out.vfid), None)
+        if into is not None:
+            self.pfs[into.pf_id].add(into)
+            self.live[into.port_id] = into
+
+    def _refused(self, action: str, name: str, exc: VfdError, drop_file=None) -> Reply:
+        """A request refused before anything changed. Only a config that is itself wrong (schema,
+        admission) marks its drop file .error; a permission refusal or a transient failure leaves it."""
+        if isinstance(exc, authz.PermissionRefused):
+            log.warning("%s %s refused: %s", action, escape(name), escape(str(exc)))
+        else:
+            log.info("%s %s refused: %s", action, escape(name), escape(str(exc)))
+        if drop_file is not None and isinstance(exc, (ConfigError, AdmissionError)):
+            try:
+                self.store.mark_error(drop_file)
+            except StoreError as err:
+                log.warning("could not mark the refused config: %s", escape(str(err)))
+        return _err(f"unable to {action} vf: {name}: {exc}", data=_refusal_data(exc))
+
+    def _failed(self, action: str, name: str, exc: BaseException) -> Reply:
+        """A transaction that failed and was rolled back: the request's own error, never internal."""
+        if not isinstance(exc, (VfdError, OSError)):
+            raise exc
+        return _err(f"unable to {action} vf: {name}: {_describe(exc)}; nothing was changed")
+
+    def _consume(self, path) -> None:
+        """The drop file of an admitted config goes away; failing that is only a warning."""
+        try:
+            self.store.consume(path)
+        except StoreError as exc:
+            log.warning("%s (the config is live; remove the file by hand)", escape(str(exc)))
+
+    def _vf_data(self, vf: LiveVF) -> dict:
+        pf = self.pfs[vf.pf_id]
+        return {"port": vf.port_id, "pf": pf.id, "vf": vf.vfid,
+                "pci": self.backends[pf.backend].vf_pci_address(pf.id, vf.vfid)}
+
     # ---- add / update / delete ----------------------------------------------------------------
-    def add(self, filename: object, requester_uid: int | None = 0) -> Reply:
+    def add(self, filename: object, requester_uid: int | None = None) -> Reply:
+        name, path = _name(filename), None
         try:
             path, port_id = self.store.resolve(filename, "config")
-        except RequestError as exc:
-            return _err(f"unable to add vf: {filename}: {exc}")
-        try:
+            name = port_id
             if port_id in self.live:
                 raise RequestError(f"'{port_id}' is already live (on PF {self.live[port_id].pf_id} VF "
                                    f"{self.live[port_id].vfid}); use update to change it")
             rf = self.store.read(path, port_id)
+            authz.require_owner("add", f"port {port_id}", rf.owner_uid, requester_uid)
             cfg = parse_vf_config(rf.data, path.name)
             pf = self.pfs.get(cfg.pciid)
             program = admit(cfg, pf, guest_macs=self._guest_macs(pf))
-            self._program_new(pf, cfg.vfid, program)
-            try:
-                self.store.write_live(port_id, rf.data, rf.owner_uid)
-            except OSError as exc:
-                self._clear(pf, cfg.vfid, program)
-                raise RequestError(f"cannot write the live config: {exc.strerror}") from None
-            self.store.consume(path)
         except VfdError as exc:
-            self._mark_error(path)   # the original's convention: a refused drop file becomes .error
-            log.info("add %s refused: %s", port_id, exc)
-            return _err(f"unable to add vf: {port_id}: {exc}")
+            return self._refused("add", name, exc, path)
         vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
-        pf.add(vf)
-        self.live[port_id] = vf
-        self._apply_qos(pf)
+        try:
+            self._commit(f"add {port_id}", None, vf)
+        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
+            return self._failed("add", port_id, exc)
+        self._consume(path)
         log.info("vf added: %s on PF %s VF %d", port_id, pf.id, cfg.vfid)
-        return _ok(f"vf added successfully: {port_id}")
+        return _ok(f"vf added successfully: {port_id}", data=self._vf_data(vf))
 
-    def update(self, filename: object, requester_uid: int | None = 0) -> Reply:
+    def update(self, filename: object, requester_uid: int | None = None) -> Reply:
+        name = _name(filename)
         try:
             path, port_id = self.store.resolve(filename, "config")
             old = self.live.get(port_id)
             if old is None:
                 raise RequestError(f"'{port_id}' is not live; use add")
+            authz.require_owner("update", f"port {port_id}", old.owner_uid, requester_uid)
             rf = self.store.read(path, port_id)
+            authz.require_file_owner("update", f"port {port_id}", rf.owner_uid, old.owner_uid, requester_uid)
             cfg = parse_vf_config(rf.data, path.name)
-            self._replace(old, cfg, rf.data, rf.owner_uid)
-            self.store.consume(path)
+            new = self._admit_replacement(old, cfg, rf.data, rf.owner_uid)
         except VfdError as exc:
-            log.info("update %s refused: %s", filename, exc)
-            return _err(f"unable to update vf: {filename}: {exc}")
-        return _ok(f"vf updated successfully: {port_id}")
+            return self._refused("update", name, exc)
+        try:
+            self._commit(f"update {port_id}", old, new)
+        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
+            return self._failed("update", name, exc)
+        self._consume(path)
+        self._log_updated(old, new)
+        return _ok(f"vf updated successfully: {port_id}", data=self._vf_data(new))
 
-    def _replace(self, old: LiveVF, cfg: VFConfig, raw: bytes, owner_uid: int) -> LiveVF:
-        """Admit `cfg` in place of `old`, program only the difference, keep `old` on any failure."""
+    def _admit_replacement(self, old: LiveVF, cfg, raw: bytes, owner_uid: int) -> LiveVF:
+        """Admit `cfg` in place of `old` (checked against the others, not against itself)."""
         if cfg.name != old.config.name:
             raise RequestError(f"name in config did not match name given when VF was added: expected "
                                f"{old.config.name!r}, found {cfg.name!r}")
         pf = self.pfs.get(cfg.pciid)
         program = admit(cfg, pf, replacing=old, guest_macs=self._guest_macs(pf))
-        old_pf = self.pfs[old.pf_id]
-        same_vf = pf is old_pf and cfg.vfid == old.vfid
-        if same_vf:
-            self._program_change(pf, cfg.vfid, program, old.program)
-        else:
-            self._program_new(pf, cfg.vfid, program)
-        try:
-            self.store.write_live(old.port_id, raw, owner_uid)
-        except OSError as exc:
-            if same_vf:
-                self._program_change(pf, cfg.vfid, old.program, program)
-            else:
-                self._clear(pf, cfg.vfid, program)
-            raise RequestError(f"cannot write the live config: {exc.strerror}") from None
-        if not same_vf:
-            try:
-                self._clear(old_pf, old.vfid, old.program)
-            except VfdError as exc:  # the new VF is live; the old one is only left dirty
-                log.error("update %s: clearing the old VF failed: %s", old.port_id, exc)
-        new = LiveVF(port_id=old.port_id, config=cfg, program=program, owner_uid=owner_uid, raw=raw)
-        old_pf.remove(old)
-        pf.add(new)
-        self.live[old.port_id] = new
-        self._apply_qos(pf)
-        if old_pf is not pf:
-            self._apply_qos(old_pf)
-        log.info("vf updated: %s on PF %s VF %d (%s)", old.port_id, pf.id, cfg.vfid,
-                 ", ".join(program.changed_fields(old.program if same_vf else None)) or "no change")
-        return new
+        return LiveVF(port_id=old.port_id, config=cfg, program=program, owner_uid=owner_uid, raw=raw)
 
-    def delete(self, filename: object, requester_uid: int | None = 0) -> Reply:
+    @staticmethod
+    def _log_updated(old: LiveVF, new: LiveVF) -> None:
+        same_vf = new.pf_id == old.pf_id and new.vfid == old.vfid
+        log.info("vf updated: %s on PF %s VF %d (%s)", new.port_id, new.pf_id, new.vfid,
+                 ", ".join(new.program.changed_fields(old.program if same_vf else None)) or "no change")
+
+    def delete(self, filename: object, requester_uid: int | None = None) -> Reply:
+        name = _name(filename)
         try:
             path, port_id = self.store.resolve(filename, "live")
             vf = self.live.get(port_id)
             if vf is None:
                 raise RequestError(f"'{port_id}' is not a live VF config")
-            if path.exists():
+            authz.require_owner("delete", f"port {port_id}", vf.owner_uid, requester_uid)
+            live_file = path.exists()
+            if live_file:
                 rf = self.store.read(path, port_id)
                 try:
-                    name = json.loads(rf.data).get("name", "unnamed")
+                    cfg_name = json.loads(rf.data).get("name", "unnamed")
                 except (ValueError, AttributeError):
-                    name = None
-                if name != vf.config.name:
+                    cfg_name = None
+                if cfg_name != vf.config.name:
                     raise RequestError(f"name in config did not match name given when VF was added: expected "
-                                       f"{vf.config.name!r}, found {name!r}")
+                                       f"{vf.config.name!r}, found {cfg_name!r}")
             else:
                 log.warning("delete %s: live file already gone; clearing the VF anyway", port_id)
-            pf = self.pfs[vf.pf_id]
-            self._clear(pf, vf.vfid, vf.program)
-            if path.exists():
-                try:
-                    self.store.remove_live(port_id)
-                except OSError as exc:
-                    self._program_new(pf, vf.vfid, vf.program)
-                    raise RequestError(f"cannot remove the live config: {exc.strerror}") from None
         except VfdError as exc:
-            log.info("delete %s refused: %s", filename, exc)
-            return _err(f"unable to delete vf: {filename}: {exc}")
-        pf.remove(vf)
-        del self.live[port_id]
-        self.apply_errors.pop((pf.id, vf.vfid), None)
-        self._apply_qos(pf)
-        log.info("vf deleted: %s from PF %s VF %d", port_id, pf.id, vf.vfid)
-        return _ok(f"vf deleted successfully: {port_id}")
+            return self._refused("delete", name, exc)
+        data = self._vf_data(vf)
+        try:
+            self._commit(f"delete {port_id}", vf, None, live_file=live_file)
+        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
+            return self._failed("delete", name, exc)
+        log.info("vf deleted: %s from PF %s VF %d", port_id, vf.pf_id, vf.vfid)
+        return _ok(f"vf deleted successfully: {port_id}", data=data)
 
     def _guest_macs(self, pf: PFState | None) -> dict[str, int]:
         return self.backends[pf.backend].guest_macs(pf.id) if pf is not None else {}
 
-    # ---- NIC programming with rollback ------------------------------------------------------
-    def _program_new(self, pf: PFState, vfid: int, program: VFProgram) -> None:
-        backend = self.backends[pf.backend]
-        try:
-            backend.apply_vf(pf.id, vfid, program, None)
-        except BackendError:
-            self._clear(pf, vfid, program, quiet=True)
-            raise
-        finally:
-            backend.flush()
-
-    def _program_change(self, pf: PFState, vfid: int, program: VFProgram, previous: VFProgram) -> None:
-        backend = self.backends[pf.backend]
-        try:
-            backend.apply_vf(pf.id, vfid, program, previous)
-        except BackendError:
-            try:
-                backend.apply_vf(pf.id, vfid, previous, None)
-            except BackendError as exc:
-                self.apply_errors[(pf.id, vfid)] = f"rollback failed: {exc}"
-                log.error("PF %s VF %d: rollback failed: %s", pf.id, vfid, exc)
-            raise
-        finally:
-            backend.flush()
-
-    def _clear(self, pf: PFState, vfid: int, previous: VFProgram | None, quiet: bool = False) -> None:
-        backend = self.backends[pf.backend]
-        try:
-            backend.clear_vf(pf.id, vfid, previous)
-        except BackendError as exc:
-            if not quiet:
-                raise
-            log.error("PF %s VF %d: clear failed: %s", pf.id, vfid, exc)
-        finally:
-            backend.flush()
-
-    def _mark_error(self, path) -> None:
-        try:
-            self.store.mark_error(path)
-        except OSError as exc:
-            log.warning("could not rename %s to .error: %s", path, exc)
-
     # ---- reads --------------------------------------------------------------------------------
     def status(self, filename: object) -> Reply:
+        """Desired next to programmed, field by field. `ok` stays True when fields differ: the
+        request worked; `data.in_sync` says whether the NIC matches (iplex exits 1 when not)."""
         try:
             _, port_id = self.store.resolve(filename, "live")
         except RequestError as exc:
@@ -362,20 +494,28 @@ class VFManager:
         desired = vf.program.to_state()
         if vf.program.mac is None:
             desired["mac"] = actual.get("mac")
-        lines = [f"port {port_id}: name {vf.config.name!r}, PF {pf.id} ({pf.backend}, driver {pf.profile.driver}), "
-                 f"VF {vf.vfid}, PCI {backend.vf_pci_address(pf.id, vf.vfid) or '-'}",
-                 f"{'field':<16} {'desired':<28} {'programmed':<28}"]
-        mismatches = 0
+        pci = backend.vf_pci_address(pf.id, vf.vfid)
+        rows, fields = [], []
         for key, want in desired.items():
-            have = actual.get(key, "-")
-            flag = "" if have == want else "  MISMATCH"
-            mismatches += bool(flag)
-            lines.append(f"{key:<16} {json.dumps(want):<28} {json.dumps(have):<28}{flag}")
+            have = actual.get(key)
+            # compared as values (a mirror's key order, a list's JSON spelling do not matter)
+            differs = key not in actual or _canonical(have) != _canonical(want)
+            rows.append((key, _canonical(want), _canonical(have) if key in actual else "-", differs))
+            fields.append({"field": key, "desired": want, "programmed": have, "differs": differs})
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("field", "desired", "programmed"))]
+        lines = [f"port {port_id}: name {vf.config.name!r}, PF {pf.id} ({pf.backend}, driver {pf.profile.driver}), "
+                 f"VF {vf.vfid}, PCI {pci or '-'}",
+                 f"{'field':<{widths[0]}}  {'desired':<{widths[1]}}  {'programmed':<{widths[2]}}".rstrip()]
+        for key, want, have, differs in rows:
+            lines.append(f"{key:<{widths[0]}}  {want:<{widths[1]}}  {have:<{widths[2]}}{'  MISMATCH' if differs else ''}"
+                         .rstrip())
+        mismatches = sum(r[3] for r in rows)
         err = self.apply_errors.get((pf.id, vf.vfid))
         if err:
             lines.append(f"last apply error: {err}")
         lines.append("in sync" if not mismatches else f"{mismatches} field(s) differ from the config")
-        return Reply(True, lines)
+        return _ok(*lines, data={"port": port_id, "pf": pf.id, "vf": vf.vfid, "pci": pci, "in_sync": not mismatches,
+                                 "fields": fields, "apply_error": err})
 
     def show(self, what: object) -> Reply:
         what = what if isinstance(what, str) else ""
@@ -388,13 +528,11 @@ class VFManager:
             return self._show_mirrors()
         elif w == "pci":
             return self._show_pci()
-        elif w.isdigit() and int(w) < len(self.pfs):
-            pfs = [list(self.pfs.values())[int(w)]]
         else:
-            pf = self.pfs.get(what.strip())
+            pf = self._pf_arg(what.strip())
             if pf is None:
-                return _err(f"unknown target {what!r} (not one of all, pfs, extended, mirror, pci, a PF number "
-                            f"0..{len(self.pfs) - 1} or a PF id)")
+                return _err(f"unknown target {shown(what.strip())}: {self._no_pf(what.strip())} (targets: all, pfs, "
+                            f"extended, mirror, pci, a PF number or a PF id)")
             pfs = [pf]
         lines = [showfmt.HEADER]
         for pf in pfs:
@@ -406,6 +544,11 @@ class VFManager:
                 lines.append("")
         return Reply(True, lines)
 
+    def _no_pf(self, arg: str) -> str:
+        """"no PF 5" and the PFs there are: the one message for an unknown PF in any request."""
+        listed = ", ".join(f"{pf.index} ({pf.id})" for pf in self.pfs.values())
+        return f"no PF {shown(arg, 40)[1:-1]}; the PFs are {listed}"
+
     def _raw_stats(self, pf: PFState, vfid: int | None) -> PortStats:
         backend = self.backends[pf.backend]
         return backend.pf_stats(pf.id) if vfid is None else backend.vf_stats(pf.id, vfid)
@@ -416,46 +559,96 @@ class VFManager:
         base = self.stats_base.get((pf.id, vfid))
         if base is None:
             return raw
-        if any(getattr(raw, c) < getattr(base, c) for c in COUNTERS):   # the NIC reset them itself
+        if any(getattr(raw, c) < base.get(c, 0) for c in COUNTERS):   # the NIC reset them itself
             del self.stats_base[(pf.id, vfid)]
+            self._save_baselines(self.stats_base, quiet=True)
             return raw
-        return replace(raw, **{c: getattr(raw, c) - getattr(base, c) for c in COUNTERS})
+        return replace(raw, **{c: getattr(raw, c) - base.get(c, 0) for c in COUNTERS})
 
-    def clear_stats(self, resource: object, requester_uid: int | None = 0) -> Reply:
-        """`all`, `<pf>` (number or id: the PF and its VFs) or `<pf> <vf>`: counters start again at 0."""
+    def clear_stats(self, resource: object, requester_uid: int | None = None) -> Reply:
+        """`all`, `<pf>` (number or id: the PF and its VFs) or `<pf> <vf>`: counters start again at 0.
+        One configured VF: root or its owner; a PF or all of them: root."""
         parts = resource.split() if isinstance(resource, str) else []
-        if not parts or parts == ["all"]:
-            targets = [(pf, v) for pf in self.pfs.values() for v in [None, *range(pf.vfs_count)]]
-        else:
-            pf = self._pf_arg(parts[0])
-            if pf is None or len(parts) > 2:
-                return _err(f"unable to clear counters: expected 'all', '<pf>' or '<pf> <vf>', got {resource!r}")
-            if len(parts) == 1:
-                targets = [(pf, v) for v in [None, *range(pf.vfs_count)]]
-            elif parts[1].isdigit() and int(parts[1]) < pf.vfs_count:
-                targets = [(pf, int(parts[1]))]
+        try:
+            if not parts or parts == ["all"]:
+                authz.require_root("clear_stats", "of all PFs", requester_uid)
+                targets = [(pf, v) for pf in self.pfs.values() for v in [None, *range(pf.vfs_count)]]
             else:
-                return _err(f"unable to clear counters: VF {parts[1]!r} is not a VF of PF {pf.id}")
-        for pf, vfid in targets:
-            try:
-                self.stats_base[(pf.id, vfid)] = self._raw_stats(pf, vfid)
-            except VfdError as exc:
-                return _err(f"unable to clear counters of PF {pf.id}: {exc}")
+                if len(parts) > 2:
+                    raise RequestError(f"expected 'all', '<pf>' or '<pf> <vf>', got {shown(resource)}")
+                pf = self._pf_arg(parts[0])
+                if pf is None:
+                    raise RequestError(self._no_pf(parts[0]))
+                if len(parts) == 1:
+                    authz.require_root("clear_stats", f"of PF {pf.id}", requester_uid)
+                    targets = [(pf, v) for v in [None, *range(pf.vfs_count)]]
+                else:
+                    vfid = _small_int(parts[1], pf.vfs_count)
+                    if vfid is None:
+                        raise RequestError(f"no VF {shown(parts[1], 40)[1:-1]} on PF {pf.id} (its VFs are 0.."
+                                           f"{pf.vfs_count - 1})")
+                    vf = pf.vfs.get(vfid)
+                    if vf is None:
+                        raise RequestError(f"VF {vfid} of PF {pf.id} is not configured (counters are cleared for "
+                                           f"configured VFs, a PF or all)")
+                    authz.require_owner("clear_stats", f"of PF {pf.id} VF {vfid} (port {vf.port_id})", vf.owner_uid,
+                                        requester_uid)
+                    targets = [(pf, vfid)]
+            base = dict(self.stats_base)
+            for pf, vfid in targets:
+                raw = self._raw_stats(pf, vfid)
+                base[(pf.id, vfid)] = {c: getattr(raw, c) for c in COUNTERS}
+            self._save_baselines(base)
+        except VfdError as exc:
+            if isinstance(exc, authz.PermissionRefused):
+                log.warning("clear_stats refused: %s", escape(str(exc)))
+            return _err(f"unable to clear counters: {exc}", data=_refusal_data(exc))
+        self.stats_base = base
         what = "all PFs" if not parts or parts == ["all"] else " ".join(parts)
         return _ok(f"counters cleared: {what}")
+
+    def _load_baselines(self) -> None:
+        """clear_stats baselines saved by an earlier run (docs/operations.md)."""
+        for pf_id, entry in self.store.load_baselines().items():
+            pf = self.pfs.get(pf_id)
+            if pf is None or not isinstance(entry, dict):
+                continue
+            vfs = entry.get("vfs") if isinstance(entry.get("vfs"), dict) else {}
+            for vfid, counters in [(None, entry.get("pf")), *((_small_int(k, pf.vfs_count), v) for k, v in vfs.items())]:
+                if isinstance(counters, dict) and (vfid is not None or counters is entry.get("pf")):
+                    self.stats_base[(pf_id, vfid)] = {c: n for c, n in counters.items()
+                                                      if c in COUNTERS and isinstance(n, int)}
+
+    def _save_baselines(self, base: dict, quiet: bool = False) -> None:
+        out: dict[str, dict] = {}
+        for (pf_id, vfid), counters in sorted(base.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None
+                                                                            else kv[0][1])):
+            entry = out.setdefault(pf_id, {"pf": None, "vfs": {}})
+            if vfid is None:
+                entry["pf"] = counters
+            else:
+                entry["vfs"][str(vfid)] = counters
+        try:
+            self.store.save_baselines(out)
+        except StoreError as exc:
+            if not quiet:
+                raise
+            log.warning("%s", exc)
 
     def _pf_arg(self, arg: str) -> PFState | None:
         """A PF named by its position in the main config (as `show N`) or by its id."""
         pf = self.pfs.get(arg)
-        if pf is None and arg.isdigit() and int(arg) < len(self.pfs):
-            pf = list(self.pfs.values())[int(arg)]
+        if pf is None:
+            n = _small_int(arg, len(self.pfs))
+            if n is not None:
+                pf = list(self.pfs.values())[n]
         return pf
 
     def _show_extended(self) -> Reply:
         lines = []
         for pf in self.pfs.values():
             lines.append(f"port {pf.index}: {pf.id} backend {pf.backend} driver {pf.profile.driver} "
-                         f"vfs {pf.vfs_count} live {len(pf.vfs)} mtu {pf.mtu} speed {pf.link_speed}")
+                         f"vfs {pf.vfs_count} live {len(pf.vfs)} mtu {pf.mtu} speed {pf.link_speed} Mb/s")
             lines.append(f"  distinct vlans {len(pf.vlan_refs)}/{pf.profile.vlan_filter_size}, macs "
                          f"{pf.mac_total}/{pf.profile.mac_table_size}, guaranteed rate {pf.min_rate_sum:.3f}")
             if pf.qos:
@@ -464,20 +657,23 @@ class VFManager:
                                 else ""))
             for vfid in sorted(pf.vfs):
                 vf = pf.vfs[vfid]
+                rate = f"{vf.program.max_rate} Mb/s" if vf.program.max_rate else "unlimited"
                 lines.append(f"  vf {vfid}: {vf.port_id} vlans {list(vf.program.vlans)} mac {vf.program.mac} "
-                             f"strip {vf.program.strip} insert {vf.program.insert} rate {vf.program.max_rate}")
+                             f"strip {vf.program.strip} insert {vf.program.insert} rate {rate}")
         return Reply(True, lines)
 
     def _show_pci(self) -> Reply:
-        """Every VF's PCI address: `pf <index> <pf id> vf <n> <pci> live|free`, for agents that map a
-        VF's PCI address (what nova and the CNI know) to (PF, vfid)."""
-        lines = []
+        """Every VF's PCI address: `pf <index> <pf id> vf <n> <pci> live <port>|free`, for agents that
+        map a VF's PCI address (what nova and the CNI know) to (PF, vfid); `data.vfs` the same as JSON."""
+        lines, rows = [], []
         for pf in self.pfs.values():
             backend = self.backends[pf.backend]
             for vfid in range(pf.vfs_count):
-                state = f"live {pf.vfs[vfid].port_id}" if vfid in pf.vfs else "free"
-                lines.append(f"pf {pf.index} {pf.id} vf {vfid} {backend.vf_pci_address(pf.id, vfid) or '-'} {state}")
-        return Reply(True, lines)
+                port = pf.vfs[vfid].port_id if vfid in pf.vfs else None
+                pci = backend.vf_pci_address(pf.id, vfid)
+                lines.append(f"pf {pf.index} {pf.id} vf {vfid} {pci or '-'} " + (f"live {port}" if port else "free"))
+                rows.append({"pf_index": pf.index, "pf": pf.id, "vf": vfid, "pci": pci, "port": port})
+        return Reply(True, lines, {"vfs": rows})
 
     def _show_mirrors(self) -> Reply:
         lines = []
@@ -488,7 +684,7 @@ class VFManager:
         return Reply(True, lines)
 
     # ---- other actions ------------------------------------------------------------------------
-    def mirror(self, resource: object, requester_uid: int | None = 0) -> Reply:
+    def mirror(self, resource: object, requester_uid: int | None = None) -> Reply:
         """`pf vf dir [target]`: change a live VF's mirror; persisted in its live config."""
         parts = resource.split() if isinstance(resource, str) else []
         if len(parts) not in (3, 4):
@@ -496,38 +692,57 @@ class VFManager:
         pf_arg, vf_arg, direction = parts[:3]
         pf = self._pf_arg(pf_arg)
         if pf is None:
-            return _err(f"mirror update failed: unknown PF {pf_arg!r}")
-        if not vf_arg.isdigit() or int(vf_arg) not in pf.vfs:
-            return _err(f"mirror update failed: VF {vf_arg!r} is not configured on PF {pf.id}")
-        vf = pf.vfs[int(vf_arg)]
+            return _err(f"mirror update failed: {self._no_pf(pf_arg)}")
+        vfid = _small_int(vf_arg, pf.vfs_count)
+        if vfid is None or vfid not in pf.vfs:
+            return _err(f"mirror update failed: VF {shown(vf_arg, 40)} is not configured on PF {pf.id}")
+        vf = pf.vfs[vfid]
         direction = {"on": "all", "both": "all"}.get(direction.lower(), direction.lower())
         if direction not in ("in", "out", "all", "off"):
-            return _err(f"mirror update failed: direction {direction!r} is not one of in, out, all, off")
+            return _err(f"mirror update failed: direction {shown(direction, 40)} is not one of in, out, all, off")
         data = json.loads(vf.raw)
         if direction == "off":
             data.pop("mirror", None)
         else:
-            if len(parts) != 4 or not parts[3].isdigit():
+            target = _small_int(parts[3]) if len(parts) == 4 else None
+            if target is None:
                 return _err("mirror update failed: a target VF number is required unless the direction is off")
-            data["mirror"] = {"target": int(parts[3]), "direction": direction}
+            data["mirror"] = {"target": target, "direction": direction}
         raw = (json.dumps(data, indent=2) + "\n").encode()
         try:
+            authz.require_owner("mirror", f"of PF {pf.id} VF {vfid} (port {vf.port_id})", vf.owner_uid, requester_uid)
             cfg = parse_vf_config(raw, f"{vf.port_id}.json")
-            self._replace(vf, cfg, raw, vf.owner_uid)
+            new = self._admit_replacement(vf, cfg, raw, vf.owner_uid)
         except VfdError as exc:
-            return _err(f"mirror update failed: {exc}")
-        return _ok(f"mirror update successful: pf {pf.id} vf {vf.vfid} {direction}"
-                   + (f" -> vf {parts[3]}" if direction != "off" else ""))
+            if isinstance(exc, authz.PermissionRefused):
+                log.warning("mirror refused: %s", escape(str(exc)))
+            return _err(f"mirror update failed: {exc}", data=_refusal_data(exc))
+        try:
+            self._commit(f"mirror {vf.port_id}", vf, new)
+        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
+            if not isinstance(exc, (VfdError, OSError)):
+                raise
+            return _err(f"mirror update failed: {_describe(exc)}; nothing was changed")
+        self._log_updated(vf, new)
+        return _ok(f"mirror update successful: pf {pf.id} vf {vfid} {direction}"
+                   + (f" -> vf {parts[3]}" if direction != "off" else ""), data=self._vf_data(new))
 
-    def export(self, filename: object, output: object, requester_uid: int | None = 0) -> Reply:
+    def export(self, filename: object, output: object = None, requester_uid: int | None = None) -> Reply:
+        """The live config's text, in the reply (`data.config`): the daemon never writes a file where a
+        request says (`output` is ignored; the original wrote it, as root, anywhere)."""
         try:
             _, port_id = self.store.resolve(filename, "live")
-            if port_id not in self.live:
+            vf = self.live.get(port_id)
+            if vf is None:
                 raise RequestError(f"'{port_id}' is not a live VF config")
-            out = self.store.export(port_id, output)
-        except (VfdError, OSError) as exc:
-            return _err(f"unable to export config {filename}: {exc}")
-        return _ok(f"config {port_id} exported to {out}")
+            authz.require_owner("export", f"port {port_id}", vf.owner_uid, requester_uid)
+        except VfdError as exc:
+            if isinstance(exc, authz.PermissionRefused):
+                log.warning("export refused: %s", escape(str(exc)))
+            return _err(f"unable to export config {shown(filename)}: {exc}", data=_refusal_data(exc))
+        text = vf.raw.decode(errors="replace")
+        return _ok(f"config {port_id} exported ({len(vf.raw)} bytes)",
+                   data={"config": text, **self._vf_data(vf)})
 
     def dump(self) -> Reply:
         for pf in self.pfs.values():
@@ -567,6 +782,10 @@ class VFManager:
                 b.close()
             except Exception:  # noqa: BLE001 - every backend must get its chance to close
                 log.exception("closing backend %s failed", b.name)
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 __all__ = ["VFManager", "Reply"]

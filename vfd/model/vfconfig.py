@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vfd.errors import ConfigError
 from vfd.macaddr import parse_unicast_mac
@@ -139,9 +140,12 @@ class VFConfig(StrictModel):
         if self.mac is not None and self.macs and self.mac not in self.macs:
             raise ValueError("give either 'macs' or 'mac'; when both are given 'mac' must be in 'macs'")
         if self.mirror is not None and self.mirror.target == self.vfid and self.mirror.mode != "off":
-            raise ValueError(f"mirror.target {self.mirror.target} is this VF itself (rule mirror_target)")
+            _field_error(("mirror", "target"), self.mirror.target,
+                         f"is this VF itself (vfid {self.vfid}); a VF cannot mirror to itself (rule mirror_target)")
         if self.insert_stag and len(self.vlans) > 1:
-            raise ValueError("insert_stag needs exactly one VLAN: with several VLANs the guest tags its frames")
+            _field_error(("insert_stag",), True,
+                         f"needs exactly one VLAN, found {len(self.vlans)} in 'vlans': with several VLANs the guest "
+                         f"tags its frames (rule insert_stag_one_vlan)")
         return self
 
     # ---- derived values -------------------------------------------------------------------
@@ -160,6 +164,12 @@ class VFConfig(StrictModel):
 
     def explicit(self, field: str) -> bool:
         return field in self.model_fields_set
+
+
+def _field_error(loc: tuple, value: object, rule_text: str) -> None:
+    """A rule across fields, reported against the field that breaks it (not '(top level)')."""
+    raise ValidationError.from_exception_data("VFConfig", [InitErrorDetails(
+        type=PydanticCustomError("vfd_rule", rule_text), loc=loc, input=value)])
 
 
 def parse_vf_config(text: str | bytes, source: str) -> VFConfig:

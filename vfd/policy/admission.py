@@ -154,9 +154,12 @@ def _share_spread(req: Request) -> None:
         present = [v for v, n in values.items() if n > 0] + [share]
         lo, hi = min(present), max(present)
         if hi > lo * MAX_SHARE_SPREAD:
-            raise AdmissionError("qos_share_spread", f"queues[priority={tc}].share", f"{share}%",
-                                 f"traffic class {tc} on PF {req.pf.id} would span {lo}%..{hi}%, more than "
-                                 f"{MAX_SHARE_SPREAD}x apart")
+            named = any(q.priority == tc for q in req.cfg.queues)
+            default = "" if named else (f"; this config gives TC {tc} {share}% (the default share given to TCs the "
+                                        f"config does not name)")
+            raise AdmissionError("qos_share_spread", f"queues[priority={tc}].share" if named else "queues",
+                                 f"{share}%", f"traffic class {tc} on PF {req.pf.id} would span {lo}%..{hi}%, more "
+                                 f"than {MAX_SHARE_SPREAD}x apart{default}")
 
 
 @rule("mirror_target")
