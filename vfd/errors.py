@@ -53,3 +53,11 @@ class BackendError(VfdError):
 
 class RequestError(VfdError):
     """A request that names an unknown action, a bad file or a path outside vfd's directories."""
+
+
+class NotLive(RequestError):
+    """The request names a port that has no live config (`data.rule` "not_live" for programs)."""
+
+    def __init__(self, port_id: str, hint: str = ""):
+        self.port_id = port_id
+        super().__init__(f"'{port_id}' is not a live VF config{hint}")

@@ -7,6 +7,7 @@ The field names are the sim NIC's state format (docs/sim.md).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 
 from vfd.capabilities import DriverProfile, Feature
@@ -56,6 +57,43 @@ class VFProgram:
         if previous is None:
             return [f.name for f in fields(self)]
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(previous, f.name)]
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    """One field of a VF: what the program wants next to what the NIC reports."""
+    field: str
+    desired: object
+    programmed: object          # None with `state` "unverifiable" or "missing"
+    state: str                  # "ok", "differs", "unverifiable" (the backend cannot read it back)
+
+    @property
+    def differs(self) -> bool:
+        return self.state == "differs"
+
+
+def canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = frozenset()) -> list[FieldCheck]:
+    """The one drift check (status and reconcile both use it): each field compared as a value, so a
+    mirror's key order or a list's spelling never counts; a program without a default MAC leaves the
+    VF's MAC alone, so whatever the NIC has is right; a field the backend cannot read is reported as
+    unverifiable, never as in sync and never as drift."""
+    out = []
+    for key, want in program.to_state().items():
+        if key in unverifiable:
+            out.append(FieldCheck(key, want, None, "unverifiable"))
+            continue
+        if key == "mac" and want is None:
+            want = actual.get("mac")
+        if key not in actual:
+            out.append(FieldCheck(key, want, None, "differs"))
+            continue
+        have = actual[key]
+        out.append(FieldCheck(key, want, have, "ok" if canonical(have) == canonical(want) else "differs"))
+    return out
 
 
 def cleared_state(mac: str | None) -> dict:

@@ -19,7 +19,7 @@ os_vif = pytest.importorskip("os_vif")
 from os_vif import exception as osv_exc  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vfd.integrations.osvif import VfdPlugin, VIFPortProfileVfd, parse_show_pci  # noqa: E402
+from vfd.integrations.osvif import VfdPlugin, VIFPortProfileVfd, slots_from_data  # noqa: E402
 
 PORT_MAC = "fa:16:3e:00:00:01"
 
@@ -54,9 +54,9 @@ def test_port_profile_object_round_trips():
         VIFPortProfileVfd(binding_profile=[1, 2])
 
 
-def test_show_pci_gives_the_original_vf_addresses(vfd_host):
-    lines = vfd_host.proc.iplex("show", "pci").stdout.splitlines()
-    slots = parse_show_pci(lines)
+def test_show_pci_data_gives_the_original_vf_addresses(vfd_host):
+    reply = json.loads(vfd_host.proc.iplex("--json", "show", "pci").stdout)
+    slots = slots_from_data(reply["data"])
     assert len(slots) == 12
     assert {(s.pf_id, s.vfid): s.pci for s in slots}[(PF, 1)] == "0000:07:10.2"
     for s in slots:

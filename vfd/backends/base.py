@@ -77,7 +77,13 @@ class NicBackend(abc.ABC):
 
     @abc.abstractmethod
     def read_vf(self, pf_id: str, vfid: int) -> dict:
-        """What the NIC reports as programmed, in the VFProgram.to_state() vocabulary."""
+        """What the NIC reports as programmed, in the VFProgram.to_state() vocabulary: only what it
+        can really read back (never the program it was given)."""
+
+    def unverifiable_fields(self, pf_id: str) -> frozenset[str]:
+        """Program fields this PF's driver cannot read back: `status` shows them as unverifiable and
+        the drift check skips them, instead of calling them in sync or drifted."""
+        return frozenset()
 
     @abc.abstractmethod
     def pf_stats(self, pf_id: str) -> PortStats: ...

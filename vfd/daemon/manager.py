@@ -13,18 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from vfd import PROTOCOL_VERSION
 from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
 from vfd.capabilities import check_pf_settings
-from vfd.errors import AdmissionError, BackendError, ConfigError, RequestError, VfdError
+from vfd.errors import AdmissionError, BackendError, ConfigError, NotLive, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
 from vfd.model.vfconfig import parse_vf_config
 from vfd.policy import authz
 from vfd.policy.admission import admit
 from vfd.policy.qos import normalise_shares
+from vfd.program import canonical, compare
 from vfd.state import LiveVF, PFState
 from vfd.store import Store, StoreError, check_port_id
 from vfd.text import escape, shown
@@ -79,6 +80,8 @@ def _refusal_data(exc: Exception) -> dict | None:
         return {"rule": exc.rule, "field": exc.field, "value": _json_safe(exc.value)}
     if isinstance(exc, authz.PermissionRefused):
         return {"rule": "permission", "action": exc.action, "requester_uid": exc.requester_uid}
+    if isinstance(exc, NotLive):
+        return {"rule": "not_live", "port": exc.port_id}
     return None
 
 
@@ -208,8 +211,8 @@ class VFManager:
                 except VfdError as exc:
                     log.warning("reconcile: PF %s VF %d unreadable: %s", pf.id, vfid, exc)
                     continue
-                want = vf.program.to_state()
-                diff = [k for k, v in want.items() if actual.get(k) != v and not (k == "mac" and v is None)]
+                diff = [c.field for c in compare(vf.program, actual, backend.unverifiable_fields(pf.id))
+                        if c.differs]
                 if diff:
                     log.warning("drift on PF %s VF %d (%s): %s; re-applying", pf.id, vfid, vf.port_id, ", ".join(diff))
                     self.reapply_vf(pf.id, vfid)
@@ -410,7 +413,7 @@ class VFManager:
             path, port_id = self.store.resolve(filename, "config")
             old = self.live.get(port_id)
             if old is None:
-                raise RequestError(f"'{port_id}' is not live; use add")
+                raise NotLive(port_id, "; use add")
             authz.require_owner("update", f"port {port_id}", old.owner_uid, requester_uid)
             rf = self.store.read(path, port_id)
             authz.require_file_owner("update", f"port {port_id}", rf.owner_uid, old.owner_uid, requester_uid)
@@ -447,7 +450,7 @@ class VFManager:
             path, port_id = self.store.resolve(filename, "live")
             vf = self.live.get(port_id)
             if vf is None:
-                raise RequestError(f"'{port_id}' is not a live VF config")
+                raise NotLive(port_id)
             authz.require_owner("delete", f"port {port_id}", vf.owner_uid, requester_uid)
             live_file = path.exists()
             if live_file:
@@ -484,38 +487,40 @@ class VFManager:
             return _err(f"unable to show status: {exc}")
         vf = self.live.get(port_id)
         if vf is None:
-            return _err(f"unable to show status: '{port_id}' is not a live VF config")
+            return _err(f"unable to show status: {NotLive(port_id)}", data=_refusal_data(NotLive(port_id)))
         pf = self.pfs[vf.pf_id]
         backend = self.backends[pf.backend]
         try:
             actual = backend.read_vf(pf.id, vf.vfid)
         except VfdError as exc:
             return _err(f"unable to read VF state: {exc}")
-        desired = vf.program.to_state()
-        if vf.program.mac is None:
-            desired["mac"] = actual.get("mac")
+        checks = compare(vf.program, actual, backend.unverifiable_fields(pf.id))
         pci = backend.vf_pci_address(pf.id, vf.vfid)
-        rows, fields = [], []
-        for key, want in desired.items():
-            have = actual.get(key)
-            # compared as values (a mirror's key order, a list's JSON spelling do not matter)
-            differs = key not in actual or _canonical(have) != _canonical(want)
-            rows.append((key, _canonical(want), _canonical(have) if key in actual else "-", differs))
-            fields.append({"field": key, "desired": want, "programmed": have, "differs": differs})
+        mark = {"ok": "", "differs": "  MISMATCH", "unverifiable": "  (cannot be read back)"}
+        rows = [(c.field, canonical(c.desired), "-" if c.state != "ok" and c.programmed is None else
+                 canonical(c.programmed), mark[c.state]) for c in checks]
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("field", "desired", "programmed"))]
         lines = [f"port {port_id}: name {vf.config.name!r}, PF {pf.id} ({pf.backend}, driver {pf.profile.driver}), "
                  f"VF {vf.vfid}, PCI {pci or '-'}",
                  f"{'field':<{widths[0]}}  {'desired':<{widths[1]}}  {'programmed':<{widths[2]}}".rstrip()]
-        for key, want, have, differs in rows:
-            lines.append(f"{key:<{widths[0]}}  {want:<{widths[1]}}  {have:<{widths[2]}}{'  MISMATCH' if differs else ''}"
-                         .rstrip())
-        mismatches = sum(r[3] for r in rows)
+        for key, want, have, flag in rows:
+            lines.append(f"{key:<{widths[0]}}  {want:<{widths[1]}}  {have:<{widths[2]}}{flag}".rstrip())
+        mismatches = sum(c.differs for c in checks)
+        unverifiable = [c.field for c in checks if c.state == "unverifiable"]
         err = self.apply_errors.get((pf.id, vf.vfid))
         if err:
             lines.append(f"last apply error: {err}")
-        lines.append("in sync" if not mismatches else f"{mismatches} field(s) differ from the config")
+        if mismatches:
+            lines.append(f"{mismatches} field(s) differ from the config")
+        elif unverifiable:
+            lines.append(f"in sync where readable; {len(unverifiable)} field(s) cannot be read back from driver "
+                         f"{pf.profile.driver}: {', '.join(unverifiable)}")
+        else:
+            lines.append("in sync")
+        fields = [{"field": c.field, "desired": c.desired, "programmed": c.programmed, "differs": c.differs,
+                   "state": c.state} for c in checks]
         return _ok(*lines, data={"port": port_id, "pf": pf.id, "vf": vf.vfid, "pci": pci, "in_sync": not mismatches,
-                                 "fields": fields, "apply_error": err})
+                                 "unverifiable": unverifiable, "fields": fields, "apply_error": err})
 
     def show(self, what: object) -> Reply:
         what = what if isinstance(what, str) else ""
@@ -534,15 +539,20 @@ class VFManager:
                 return _err(f"unknown target {shown(what.strip())}: {self._no_pf(what.strip())} (targets: all, pfs, "
                             f"extended, mirror, pci, a PF number or a PF id)")
             pfs = [pf]
-        lines = [showfmt.HEADER]
+        lines, rows = [showfmt.HEADER], []
         for pf in pfs:
             backend = self.backends[pf.backend]
-            lines.append(showfmt.pf_row(pf.index, pf.id, self._stats(pf, None)))
+            stats = self._stats(pf, None)
+            lines.append(showfmt.pf_row(pf.index, pf.id, stats))
+            row = {"index": pf.index, "pf": pf.id, "stats": asdict(stats), "vfs": []}
             if w != "pfs":
                 for vfid in sorted(pf.vfs):
-                    lines.append(showfmt.vf_row(vfid, backend.vf_pci_address(pf.id, vfid), self._stats(pf, vfid)))
+                    pci, vstats = backend.vf_pci_address(pf.id, vfid), self._stats(pf, vfid)
+                    lines.append(showfmt.vf_row(vfid, pci, vstats))
+                    row["vfs"].append({"vf": vfid, "port": pf.vfs[vfid].port_id, "pci": pci, "stats": asdict(vstats)})
                 lines.append("")
-        return Reply(True, lines)
+            rows.append(row)
+        return Reply(True, lines, {"pfs": rows})
 
     def _no_pf(self, arg: str) -> str:
         """"no PF 5" and the PFs there are: the one message for an unknown PF in any request."""
@@ -645,8 +655,16 @@ class VFManager:
         return pf
 
     def _show_extended(self) -> Reply:
-        lines = []
+        lines, rows = [], []
         for pf in self.pfs.values():
+            rows.append({"index": pf.index, "pf": pf.id, "backend": pf.backend, "driver": pf.profile.driver,
+                         "vfs_count": pf.vfs_count, "live": len(pf.vfs), "mtu": pf.mtu, "speed": pf.link_speed,
+                         "vlans_used": len(pf.vlan_refs), "vlan_filter_size": pf.profile.vlan_filter_size,
+                         "macs_used": pf.mac_total, "mac_table_size": pf.profile.mac_table_size,
+                         "min_rate_sum": pf.min_rate_sum,
+                         "qos_share_sums": {str(tc): pf.share_sum[tc] for tc in pf.tcs()} if pf.qos else None,
+                         "vfs": [{"vf": vfid, "port": vf.port_id, **vf.program.to_state()}
+                                 for vfid, vf in sorted(pf.vfs.items())]})
             lines.append(f"port {pf.index}: {pf.id} backend {pf.backend} driver {pf.profile.driver} "
                          f"vfs {pf.vfs_count} live {len(pf.vfs)} mtu {pf.mtu} speed {pf.link_speed} Mb/s")
             lines.append(f"  distinct vlans {len(pf.vlan_refs)}/{pf.profile.vlan_filter_size}, macs "
@@ -660,7 +678,7 @@ class VFManager:
                 rate = f"{vf.program.max_rate} Mb/s" if vf.program.max_rate else "unlimited"
                 lines.append(f"  vf {vfid}: {vf.port_id} vlans {list(vf.program.vlans)} mac {vf.program.mac} "
                              f"strip {vf.program.strip} insert {vf.program.insert} rate {rate}")
-        return Reply(True, lines)
+        return Reply(True, lines, {"pfs": rows})
 
     def _show_pci(self) -> Reply:
         """Every VF's PCI address: `pf <index> <pf id> vf <n> <pci> live <port>|free`, for agents that
@@ -676,12 +694,14 @@ class VFManager:
         return Reply(True, lines, {"vfs": rows})
 
     def _show_mirrors(self) -> Reply:
-        lines = []
+        lines, rows = [], []
         for pf in self.pfs.values():
             mirrors = [(vfid, vf.program.mirror) for vfid, vf in sorted(pf.vfs.items()) if vf.program.mirror]
             lines.append(f"port {pf.index} has {len(mirrors)} mirrors:")
             lines += [f"  vf {vfid} ({m[1]}) ==> vf {m[0]}" for vfid, m in mirrors]
-        return Reply(True, lines)
+            rows += [{"pf_index": pf.index, "pf": pf.id, "vf": vfid, "direction": m[1], "target": m[0]}
+                     for vfid, m in mirrors]
+        return Reply(True, lines, {"mirrors": rows})
 
     # ---- other actions ------------------------------------------------------------------------
     def mirror(self, resource: object, requester_uid: int | None = None) -> Reply:
@@ -734,7 +754,7 @@ class VFManager:
             _, port_id = self.store.resolve(filename, "live")
             vf = self.live.get(port_id)
             if vf is None:
-                raise RequestError(f"'{port_id}' is not a live VF config")
+                raise NotLive(port_id)
             authz.require_owner("export", f"port {port_id}", vf.owner_uid, requester_uid)
         except VfdError as exc:
             if isinstance(exc, authz.PermissionRefused):
@@ -754,7 +774,7 @@ class VFManager:
 
     @staticmethod
     def ping() -> Reply:
-        return _ok(f"pong: {PROTOCOL_VERSION}")
+        return _ok(f"pong: {PROTOCOL_VERSION}", data={"protocol": PROTOCOL_VERSION})
 
     def callbacks(self, which: str) -> list[tuple[str, str, int]]:
         out = []
@@ -782,10 +802,6 @@ class VFManager:
                 b.close()
             except Exception:  # noqa: BLE001 - every backend must get its chance to close
                 log.exception("closing backend %s failed", b.name)
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 __all__ = ["VFManager", "Reply"]

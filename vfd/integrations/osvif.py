@@ -10,7 +10,7 @@ loads it as the plugin named "vfd" and registers its options in the oslo.config 
 It handles `VIFHostDevice` objects (`vif.plugin == "vfd"`):
 
 * plug: the VF PCI address (`vif.dev_address`) is mapped to (PF, vfid) by asking the daemon
-  (`show pci`); the port's MAC, the network's VLAN and the neutron binding:profile ATT_* keys
+  (`show pci`'s data); the port's MAC, the network's VLAN and the neutron binding:profile ATT_* keys
   (carried by a `VIFPortProfileVfd`, defined here) become a VF config
   (`vfd.integrations.neutron_profile.vf_config`), written atomically as
   `<config_dir>/<port id>.json`; then the daemon is asked to `add` it, or to `update` it when
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 
@@ -139,7 +138,7 @@ def request(fifo: str, action: str, timeout: float, **params) -> dict:
 
 @dataclass(frozen=True)
 class VfSlot:
-    """One line of `show pci`: a VF of a managed PF, and the port live on it (None when free)."""
+    """One VF of a managed PF (`show pci` data), and the port live on it (None when free)."""
 
     pf_index: int
     pf_id: str
@@ -148,19 +147,13 @@ class VfSlot:
     port_id: str | None
 
 
-_PCI_LINE = re.compile(r"^pf (\d+) (\S+) vf (\d+) (\S+) (?:live (.+)|free)$")
-_EXT_LINE = re.compile(r"^port \d+: (\S+) .*\bmtu (\d+)\b")
-
-
-def parse_show_pci(lines: list[str]) -> list[VfSlot]:
-    """Parse the daemon's `show pci` reply (`pf <index> <pf id> vf <n> <pci> live <port>|free`)."""
-    out = []
-    for line in lines:
-        m = _PCI_LINE.match(line.strip())
-        if m:
-            pci = None if m.group(4) == "-" else m.group(4).lower()
-            out.append(VfSlot(int(m.group(1)), m.group(2), int(m.group(3)), pci, m.group(5)))
-    return out
+def slots_from_data(data: dict | None) -> list[VfSlot]:
+    """The VFs of a `show pci` reply, from its `data` (never from the text, which is for people)."""
+    rows = (data or {}).get("vfs")
+    if not isinstance(rows, list):
+        raise VfdPluginError("vfd: the show pci reply carries no VF table (is the daemon older than this plugin?)")
+    return [VfSlot(int(r["pf_index"]), str(r["pf"]), int(r["vf"]), r["pci"].lower() if r.get("pci") else None,
+                   r.get("port")) for r in rows]
 
 
 class VfdClient:
@@ -177,31 +170,28 @@ class VfdClient:
         self.config_dir = iplex.config_dir(conf)
         self.live_dir = self.config_dir.rstrip("/") + "_live"
 
-    def call(self, action: str, **params) -> tuple[bool, list[str]]:
+    def call(self, action: str, **params) -> tuple[bool, list[str], dict]:
+        """One request: (ok, the message lines for people, the reply's data for this program)."""
         try:
             reply = request(self.fifo, action, self.timeout, **params)
         except iplex.ClientError as exc:
             raise VfdPluginError(f"vfd: {exc}") from None
         except ValueError as exc:        # a reply that is not vfd's JSON
             raise VfdPluginError(f"vfd: unreadable reply to {action}: {exc}") from None
-        return reply.get("state") == "OK", [str(x) for x in reply.get("msg", [])]
+        data = reply.get("data")
+        return reply.get("state") == "OK", [str(x) for x in reply.get("msg", [])], data if isinstance(data, dict) else {}
 
-    def must(self, action: str, **params) -> list[str]:
-        ok, lines = self.call(action, **params)
+    def must(self, action: str, **params) -> dict:
+        ok, lines, data = self.call(action, **params)
         if not ok:
             raise VfdPluginError(f"vfd refused {action}: {'; '.join(lines)}")
-        return lines
+        return data
 
     def vfs(self) -> list[VfSlot]:
-        return parse_show_pci(self.must("show", resource="pci"))
+        return slots_from_data(self.must("show", resource="pci"))
 
     def pf_mtus(self) -> dict[str, int]:
-        out = {}
-        for line in self.must("show", resource="extended"):
-            m = _EXT_LINE.match(line)
-            if m:
-                out[m.group(1)] = int(m.group(2))
-        return out
+        return {str(pf["pf"]): int(pf["mtu"]) for pf in self.must("show", resource="extended").get("pfs", [])}
 
     def live_name(self, port_id: str) -> str | None:
         """The `name` a live config was admitted with (vfd refuses an update with another name)."""
@@ -280,7 +270,7 @@ class VfdPlugin(osv_plugin.PluginBase):
         except OSError as exc:
             raise VfdPluginError(f"cannot write the VF config {path}: {exc.strerror}") from None
         action = "update" if live else "add"
-        ok, lines = client.call(action, filename=path)
+        ok, lines, _ = client.call(action, filename=path)
         if not ok:
             # add: vfd renamed the file <port>.json.error for the operator; update leaves it: drop it.
             if os.path.exists(path):
@@ -313,9 +303,9 @@ class VfdPlugin(osv_plugin.PluginBase):
         if not any(s.port_id == port_id for s in client.vfs()):
             LOG.info("vfd: port %s is not live; nothing to unplug", port_id)
             return
-        ok, lines = client.call("delete", filename=f"{port_id}.json")
+        ok, lines, data = client.call("delete", filename=f"{port_id}.json")
         if not ok:
-            if any("is not a live VF config" in line for line in lines):
+            if data.get("rule") == "not_live":     # unplugged meanwhile: nova retries unplugs
                 return
             raise VfdPluginError(f"vfd refused delete of port {port_id}: {'; '.join(lines)}")
         LOG.info("vfd: port %s deleted", port_id)
