@@ -279,8 +279,11 @@ class Rig:
         self.backend = self.make_backend()
         self.pf = PFConfig(id=pf_id, vfs_count=vfs_count)
 
-    def make_backend(self) -> KernelBackend:
-        b = KernelBackend(self.main, rtnl_factory=lambda: FakeRtnl(self.nic), sysfs_root=str(self.tmp / "sys"))
+    def make_backend(self, batch_startup: bool = False) -> KernelBackend:
+        # batch_startup=False: each apply/clear goes out at once, as after the daemon's attach();
+        # the start-up batches (staged until flush) have their own tests below.
+        b = KernelBackend(self.main, rtnl_factory=lambda: FakeRtnl(self.nic), sysfs_root=str(self.tmp / "sys"),
+                          batch_startup=batch_startup)
         real = b.sysfs.set_numvfs
 
         def recording(ifname, n):

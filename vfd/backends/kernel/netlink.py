@@ -1,4 +1,4 @@
-"""The rtnetlink side of a kernel PF: read the VFs, set one VF in one message, link events.
+"""The rtnetlink side of a kernel PF: read the VFs, set one VF (or a batch of VFs) per message, events.
 
 pyroute2 builds every change message (`setlink_message`: its `ifinfmsg` class and the same VF
 request filter `IPRoute.link("set", vf=...)` uses); the messages travel on a plain rtnetlink
@@ -24,27 +24,64 @@ from __future__ import annotations
 
 import copy
 import errno
+import importlib.util
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.requests.link import LinkIPRouteFilter
+
+
+def _pyroute2_without_its_init() -> None:
+    """Load the `pyroute2` package without running its __init__ (which imports the whole library:
+    IPRoute, NDB, IPDB, conntrack, nl80211, ...). vfd needs three of its modules; the full import
+    was ~15 s of the daemon's ~23 s start-up in the lab guest (`python -X importtime`), these
+    three alone ~1/3 of it. Anything that later asks the package for a name it lacks (e.g.
+    `from pyroute2 import IPRoute` elsewhere in the process) runs the real __init__ then."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    pkg = importlib.util.module_from_spec(spec)
+
+    def complete(name: str):
+        if not name.startswith("__"):         # `from pyroute2 import config`: a submodule, not __init__'s
+            try:
+                return importlib.import_module(f"pyroute2.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"pyroute2.{name}":
+                    raise
+        pkg.__dict__.pop("__getattr__", None)
+        spec.loader.exec_module(pkg)
+        try:
+            return pkg.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module 'pyroute2' has no attribute {name!r}") from None
+    pkg.__getattr__ = complete
+    sys.modules["pyroute2"] = pkg
+
+
+_pyroute2_without_its_init()
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
+from pyroute2.requests.link import LinkIPRouteFilter  # noqa: E402
 
 __all__ = ["NetlinkError", "Rtnl", "LinkSnapshot", "VFTable", "parse_link", "setlink_message", "vf_spec",
-           "OPS", "ATTRS", "fix_vlan_info_padding", "Monitor", "ETH_P_8021Q", "ETH_P_8021AD", "errno_name"]
+           "OPS", "ATTRS", "fix_vlan_info_padding", "Monitor", "ETH_P_8021Q", "ETH_P_8021AD", "errno_name",
+           "MAX_VFS_PER_MESSAGE"]
 
 ETH_P_8021Q = 0x8100
 ETH_P_8021AD = 0x88A8
 RTEXT_FILTER_VF = 1 << 0
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
 IFF_LOWER_UP = 0x10000
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
@@ -56,6 +93,9 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
 U32_UNSET = 0xFFFFFFFF     # what rtnetlink reports for spoofchk/trust a driver does not fill in
+# VFs per batched RTM_NEWLINK: ~130 bytes each with every op, so 128 of them (~17 KiB) stay far below
+# the u16 length of the IFLA_VFINFO_LIST attribute and the socket's send buffer (~208 KiB).
+MAX_VFS_PER_MESSAGE = 128
 
 # One op per rtnetlink VF attribute, in the order the kernel applies them (do_setvfinfo): it stops
 # at the first error, so after a failure the first op that did not take effect is the one refused.
@@ -133,6 +173,20 @@ class VFTable(Mapping):
     def stats(self, vfid: int) -> dict:
         return self._stats.get(vfid, {}) if self._find(vfid) else {}
 
+    def raw(self, vfid: int) -> bytes | None:
+        """The VF's IFLA_VF_INFO bytes, undecoded: equal bytes in two reads mean an unchanged VF."""
+        pos = vfid if isinstance(vfid, int) and 0 <= vfid < len(self._spans) else None
+        if pos is None or _vfid_at(self._data, *self._spans[pos]) != vfid:
+            if not self._find(vfid):
+                return None
+            if self._where is None:
+                self._where = {self._decode(i): i for i in range(len(self._spans))}
+            pos = self._where.get(vfid)
+            if pos is None:
+                return None
+        s, e = self._spans[pos]
+        return self._data[s:e]
+
 
 @dataclass
 class LinkSnapshot:
@@ -145,11 +199,20 @@ class LinkSnapshot:
     stats: dict = field(default_factory=dict)  # IFLA_STATS64
     with_stats: bool = False
     taken: float = 0.0
+    gen: int = 0                               # the PF's event count when taken (backend's cache rule)
     vf_stats: dict = field(default_factory=dict)   # only filled by parse_link_nla
 
     @property
     def lower_up(self) -> bool:
         return bool(self.flags & IFF_LOWER_UP)
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def promisc(self) -> bool:
+        return bool(self.flags & IFF_PROMISC)
 
     def vf_stat(self, vfid: int) -> dict:
         if isinstance(self.vfs, VFTable):
@@ -243,6 +306,13 @@ def _attrs(data: bytes, off: int, end: int):
             return
         yield atype & 0x3FFF, off + 4, off + alen
         off += (alen + 3) & ~3
+
+
+def _vfid_at(data: bytes, off: int, end: int) -> int:
+    for t, s, e in _attrs(data, off, end):
+        if t == IFLA_VF_MAC and e - s >= 4:
+            return struct.unpack_from("=I", data, s)[0]
+    return -1
 
 
 def _vfinfo(data: bytes, off: int, end: int) -> tuple[int, dict, dict]:
@@ -367,10 +437,21 @@ class Rtnl:
             return answer
 
     def set_link(self, ifindex: int, vf: dict | list | None = None, mtu: int | None = None) -> None:
-        """What `IPRoute.link("set", index=ifindex, vf=vf)` sends; waits for the kernel's answer."""
+        """What `IPRoute.link("set", index=ifindex, vf=vf)` sends; waits for the kernel's answer.
+
+        `vf` may be a list: one message whose IFLA_VFINFO_LIST carries one IFLA_VF_INFO per VF;
+        the kernel applies them in order and stops at the first refusal (rtnetlink.c do_setlink)."""
         with self.lock:
             seq = self._next()
             self._check(self._roundtrip(setlink_message(ifindex, seq, vf=vf, mtu=mtu), seq))
+
+    def set_flags(self, ifindex: int, flags: int, change: int) -> None:
+        """`ip link set DEV promisc on|off` and the like: ifi_flags under the ifi_change mask."""
+        with self.lock:
+            seq = self._next()
+            body = struct.pack("=BBHiII", socket.AF_UNSPEC, 0, 0, ifindex, flags, change)
+            self._check(self._roundtrip(struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK,
+                                                    NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body, seq))
 
     def close(self) -> None:
         self.sock.close()
