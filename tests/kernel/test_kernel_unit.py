@@ -492,6 +492,21 @@ def test_the_callers_dict_is_deep_copied():
     assert struct.unpack_from("=IHHII", raw, 0)[1:4] == (nl.RTM_NEWLINK, nl.NLM_F_REQUEST | nl.NLM_F_ACK, 1)
 
 
+def test_the_direct_encoder_writes_the_bytes_pyroute2_writes():
+    """Rtnl sends encode_setlink's bytes; pyroute2's encoder (setlink_message) is the reference."""
+    import itertools
+    def target(i):
+        return {"mac": f"02:00:00:00:{i:02x}:11", "vlan": 100 + i, "qos": i % 8, "spoofchk": bool(i % 2),
+                "proto": nl.ETH_P_8021AD if i % 2 else nl.ETH_P_8021Q, "trust": bool(i % 3), "min_tx_rate": i,
+                "max_tx_rate": 10 * i, "link_state": i % 3}
+    ops = [op for op, _ in nl.OPS]
+    for r in range(1, len(ops) + 1):
+        for combo in itertools.combinations(ops, r):
+            specs = [nl.vf_spec(i, target(i), list(combo)) for i in range(3)]
+            for vf, mtu in ((specs[0], None), (specs, None), (specs, 9000), (None, 1500)):
+                assert nl.encode_setlink(IFINDEX, 42, vf=vf, mtu=mtu) == nl.setlink_message(IFINDEX, 42, vf=vf, mtu=mtu)
+
+
 def test_only_what_differs_from_the_nic_is_sent_and_nothing_when_in_sync(rig):
     info = rig.open()
     p = rig.program(info, macs=["02:00:00:00:00:11"])

@@ -537,8 +537,11 @@ class KernelBackend(NicBackend):
             plan.append(_Change(vfid, kind, program, before, target, self._changed_ops(before, target),
                                 make_target, what, restored))
         changes = [c for c in plan if c.ops]
-        for vfid in self.originals.record_many(kpf.id, {c.vfid: c.before for c in changes}):
-            log.info("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(snap.vfs[vfid]))
+        recorded = self.originals.record_many(kpf.id, {c.vfid: c.before for c in changes})
+        if recorded:
+            log.info("PF %s: original state of %d VFs recorded (VFs %s)", kpf.id, len(recorded), _ranges(recorded))
+        for vfid in recorded:
+            log.debug("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(snap.vfs[vfid]))
         sent, alone, messages = self._send_batches(kpf, changes)
         if sent:
             after = self._read(kpf, fresh=True).vfs
@@ -862,6 +865,17 @@ def _show(attr: str, value) -> str:
     if attr in ("spoofchk", "trust"):
         return "on" if value else "off"
     return str(value)
+
+
+def _ranges(vfids: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out: list[str] = []
+    for vfid in sorted(vfids):
+        if out and out[-1][1] == vfid - 1:
+            out[-1] = (out[-1][0], vfid)
+        else:
+            out.append((vfid, vfid))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
 def _describe(state: dict) -> str:
