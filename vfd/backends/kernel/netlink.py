@@ -311,6 +311,10 @@ def _attrs(data: bytes, off: int, end: int):
 
 
 def _vfid_at(data: bytes, off: int, end: int) -> int:
+    if off + 8 <= end:                       # the kernel puts IFLA_VF_MAC first (rtnl_fill_vfinfo)
+        alen, atype, vfid = struct.unpack_from("=HHI", data, off)
+        if atype & 0x3FFF == IFLA_VF_MAC and alen >= 8:
+            return vfid
     for t, s, e in _attrs(data, off, end):
         if t == IFLA_VF_MAC and e - s >= 4:
             return struct.unpack_from("=I", data, s)[0]
