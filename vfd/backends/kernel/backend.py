@@ -99,7 +99,6 @@ class KernelBackend(NicBackend):
     def __init__(self, main: MainConfig, *, rtnl_factory=None, sysfs_root: str = "/sys",
                  state_dir: str | Path | None = None, monitor_factory=None, batch_startup: bool = True):
         super().__init__(main)
-        nl.fix_vlan_info_padding()
         self.sysfs = Sysfs(sysfs_root)
         self.rtnl = (rtnl_factory or nl.Rtnl)()
         self.originals = OriginalStore(state_dir if state_dir is not None else state_dir_for(main))

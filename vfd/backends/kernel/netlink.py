@@ -41,10 +41,12 @@ from typing import Any
 
 def _pyroute2_without_its_init() -> None:
     """Load the `pyroute2` package without running its __init__ (which imports the whole library:
-    IPRoute, NDB, IPDB, conntrack, nl80211, ...). vfd needs three of its modules; the full import
-    was ~15 s of the daemon's ~23 s start-up in the lab guest (`python -X importtime`), these
-    three alone ~1/3 of it. Anything that later asks the package for a name it lacks (e.g.
-    `from pyroute2 import IPRoute` elsewhere in the process) runs the real __init__ then."""
+    IPRoute, NDB, IPDB, conntrack, nl80211, ...): that import was ~15 s of the daemon's ~23 s
+    start-up in the lab guest (`python -X importtime`). At run time vfd needs only NetlinkError;
+    pyroute2's message classes (setlink_message, parse_link_nla: the references the direct
+    encoder and decoder are tested against) load on first use. Anything that later asks the
+    package for a name it lacks (`from pyroute2 import IPRoute` elsewhere in the process) runs
+    the real __init__ then."""
     if "pyroute2" in sys.modules:
         return
     spec = importlib.util.find_spec("pyroute2")
@@ -71,8 +73,6 @@ def _pyroute2_without_its_init() -> None:
 
 _pyroute2_without_its_init()
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
-from pyroute2.requests.link import LinkIPRouteFilter  # noqa: E402
 
 __all__ = ["NetlinkError", "Rtnl", "LinkSnapshot", "VFTable", "parse_link", "setlink_message", "vf_spec",
            "OPS", "ATTRS", "fix_vlan_info_padding", "Monitor", "ETH_P_8021Q", "ETH_P_8021AD", "errno_name",
@@ -120,6 +120,7 @@ def errno_name(code: int) -> str:
 
 def fix_vlan_info_padding() -> None:
     """Pad pyroute2's IFLA_VF_VLAN_INFO to the kernel's 16 bytes (see the module docstring)."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     ivvi = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
     size = struct.calcsize("=" + "".join(fmt.lstrip("<>!=") for _, fmt in ivvi.fields))
     if size < 16:
@@ -511,6 +512,8 @@ def encode_setlink(ifindex: int, seq: int, vf: dict | list | None = None, mtu: i
 def setlink_message(ifindex: int, seq: int, vf: dict | list | None = None, mtu: int | None = None) -> bytes:
     """RTM_NEWLINK (request, ack) for an existing link, built by pyroute2 from a `vf=` spec: the
     reference encode_setlink is tested against."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.requests.link import LinkIPRouteFilter
     fix_vlan_info_padding()
     m = ifinfmsg()
     m["header"]["type"] = RTM_NEWLINK
