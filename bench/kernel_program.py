@@ -1,4 +1,4 @@
-"""Programming N VFs on a real kernel: vfd's kernel backend vs one `ip link set` process per VF.
+"""Programming N VFs on a real kernel: vfd's kernel backend vs `ip link set` and raw pyroute2.
 
 On the host (root): boots ONE kernel-lab guest (tools/kernel-lab, Debian's 6.1 kernel + netdevsim,
 max_vfs raised to N) and runs this script inside it with --in-guest. Inside, on the same PF and
@@ -7,10 +7,17 @@ and min TX rate):
 
   ip link set, 1 process/VF   a shell script with one `ip link set PF vf i ...` per VF (how
                               shell scripts and older agents do it)
+  pyroute2, 1 message/VF      IPRoute().link("set", vf={...}) per VF, every attribute in it
+  pyroute2, 1 message         IPRoute().link("set", vf=[...all N...]): the kernel walks the list
   vfd restore                 the daemon starting with N live configs (as after a reboot):
-                              admission + one netlink message per VF + read-back, from its log
+                              admission, the VFs batched per PF, read-back; from its log line
   vfd add (FIFO requests)     N `add` requests from one client over the request FIFO (admission,
                               one message per VF, read-back, live file written, reply)
+  vfd delete                  N `delete` requests (the original state of each VF put back)
+
+It also prints where the daemon's start-up goes: the interpreter, `import pyroute2`, vfd's own
+imports, and the daemon's start to its first answer (polled in-process: an `iplex` process costs
+seconds under emulation).
 
 Between methods the VFs are destroyed and netdevsim's remembered settings cleared, so every
 method starts from blank VFs. Everything in the guest runs under software emulation (20-35x
@@ -93,6 +100,58 @@ def run_ip(lab: Lab) -> float:
     return took
 
 
+def pyroute2_spec(i: int) -> dict:
+    s = settings(i)
+    return {"vf": i, "mac": s["mac"], "vlan": s["vlan"], "spoofchk": 1, "trust": 0, "link_state": 1,
+            "rate": {"min_tx_rate": s["min"], "max_tx_rate": s["max"]}}
+
+
+def run_pyroute2(lab: Lab, one_message: bool) -> float:
+    """Raw pyroute2 (its synchronous IPRoute, as a script would use it), VFs blank before."""
+    from pyroute2 import IPRoute
+    ipr = IPRoute()
+    try:
+        index = ipr.link_lookup(ifname=lab.pf)[0]
+        t = time.perf_counter()
+        if one_message:
+            ipr.link("set", index=index, vf=[pyroute2_spec(i) for i in range(lab.n)])
+        else:
+            for i in range(lab.n):
+                ipr.link("set", index=index, vf=pyroute2_spec(i))
+        took = time.perf_counter() - t
+    finally:
+        ipr.close()
+    lab.check("pyroute2 " + ("1 message" if one_message else "1 message/VF"))
+    return took
+
+
+def timed(cmd: list[str], runs: int = 2) -> float:
+    best = None
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        took = time.perf_counter() - t
+        best = took if best is None else min(best, took)
+    return best
+
+
+def start_breakdown(lab: Lab) -> dict[str, float]:
+    py = str(ROOT / ".venv" / "bin" / "python")
+    if not Path(py).exists():
+        py = sys.executable
+    lab.blank(create=False)
+    t = time.perf_counter()
+    lab.numvfs.write_text(str(lab.n))                      # VF creation (netdevsim: synchronous)
+    created = time.perf_counter() - t
+    lab.blank(create=False)
+    return {"sriov_numvfs 0 -> N": created,
+            "python -c pass": timed([py, "-c", "pass"]),
+            "python -c 'import pyroute2'": timed([py, "-c", "import pyroute2"]),
+            "python -c 'import vfd.daemon.main'": timed([py, "-c", "import vfd.daemon.main"]),
+            "python -c 'import vfd's kernel backend'": timed([py, "-c", "import vfd.backends.kernel"]),
+            "python -c 'import both'": timed([py, "-c", "import vfd.daemon.main, vfd.backends.kernel"])}
+
+
 def vf_cfg(lab: Lab, i: int) -> dict:
     s = settings(i)
     return {"name": f"bench-{i}", "pciid": lab.pf, "vfid": i, "vlans": [s["vlan"]], "strip_stag": True,
@@ -100,8 +159,9 @@ def vf_cfg(lab: Lab, i: int) -> dict:
             "rate": s["max"] / SPEED, "min_rate": s["min"] / SPEED}
 
 
-def run_vfd(lab: Lab) -> tuple[float, float, float]:
+def run_vfd(lab: Lab) -> tuple[float, float, float, float]:
     from tests.vfdlab import VfdProcess
+    from vfd.iplex import request
     d = VfdProcess(Path(tempfile.mkdtemp(prefix="vfd-bench-")),
                    [{"id": lab.pf, "backend": "kernel", "vfs_count": lab.n, "speed": SPEED}],
                    log_level=1, reconcile_interval=600)
@@ -109,7 +169,17 @@ def run_vfd(lab: Lab) -> tuple[float, float, float]:
     for i in range(lab.n):
         (d.live_dir / f"bench{i}.json").write_text(json.dumps(vf_cfg(lab, i)))
     t0 = time.perf_counter()
-    d.start(timeout=600)
+    d.start(wait=False)
+    while True:                                  # first answer, polled in-process (no iplex process)
+        if d.proc.poll() is not None:
+            raise SystemExit(f"vfd exited:\n{d.log_text()[-3000:]}")
+        if d.fifo.exists():
+            try:
+                if request(str(d.fifo), "ping", 2).get("state") == "OK":
+                    break
+            except Exception:  # noqa: BLE001 - not answering yet
+                pass
+        time.sleep(0.02)
     ready = time.perf_counter() - t0
     m = re.search(r"restored (\d+) VFs on \d+ PFs in ([0-9.]+)s", d.log_text())
     if not m or int(m.group(1)) != lab.n:
@@ -135,7 +205,7 @@ def run_vfd(lab: Lab) -> tuple[float, float, float]:
     adds = time.perf_counter() - t
     lab.check("vfd add")
     d.stop()
-    return restore, adds, deletes
+    return restore, adds, deletes, ready
 
 
 def in_guest(n: int) -> int:
@@ -143,14 +213,33 @@ def in_guest(n: int) -> int:
     lab.blank(create=True)
     print(f"kernel {os.uname().release}, PF {lab.pf} (netdevsim), {n} VFs", flush=True)
     t_ip = run_ip(lab)
+    lab.blank(create=True)
+    t_pr1 = run_pyroute2(lab, one_message=False)
+    lab.blank(create=True)
+    t_prn = run_pyroute2(lab, one_message=True)
     lab.blank(create=False)                    # vfd creates the VFs itself (sriov_numvfs)
-    restore, adds, deletes = run_vfd(lab)
-    rows = [("ip link set, 1 process/VF", t_ip), ("vfd restore (daemon start-up)", restore),
-            ("vfd add, FIFO requests", adds), ("vfd delete (restore originals)", deletes)]
+    restore, adds, deletes, ready = run_vfd(lab)
+    lab.blank(create=True)                     # the baseline again, right after vfd's adds and deletes:
+    t_pr1b = run_pyroute2(lab, one_message=False)     # the host's load moves the guest's speed a lot
+    print(f"  (pyroute2 1 message/VF before vfd's run {t_pr1:.2f}s, after it {t_pr1b:.2f}s)")
+    t_pr1 = max(t_pr1, t_pr1b)
+    rows = [("ip link set, 1 process/VF", t_ip), ("pyroute2, 1 message/VF (slower run)", t_pr1),
+            ("pyroute2, 1 message", t_prn),
+            ("vfd restore (daemon start-up)", restore), ("vfd add, FIFO requests", adds),
+            ("vfd delete (restore originals)", deletes)]
     print(f"\n## Programming {n} VFs (MAC, port VLAN, spoofchk, trust, link state, max+min rate), guest TCG")
-    print(f"  {'method':<32} {'total':>9} {'per VF':>10} {'ip / this':>10}")
+    print(f"  {'method':<36} {'total':>9} {'per VF':>10} {'ip / this':>10} {'pyroute2 1 msg/VF / this':>25}")
     for name, t in rows:
-        print(f"  {name:<32} {t:8.2f}s {t / n * 1000:8.1f}ms {t_ip / t:9.1f}x")
+        print(f"  {name:<36} {t:8.2f}s {t / n * 1000:8.1f}ms {t_ip / t:9.1f}x {t_pr1 / t:24.2f}x")
+    print(f"  goals: restore >= 1x pyroute2 1 msg/VF: {t_pr1 / restore:.2f}x; adds within 2x of it: "
+          f"{adds / t_pr1:.2f}x its time")
+    br = start_breakdown(lab)
+    print("\n## Daemon start-up with %d live VFs (guest TCG)" % n)
+    for name, t in br.items():
+        print(f"  {name:<40} {t:7.2f}s")
+    print(f"  {'daemon start to first answer':<40} {ready:7.2f}s (restore {restore:.2f}s of it)")
+    floor = br["python -c 'import pyroute2'"] + restore
+    print(f"  goal: within 2x of import pyroute2 + restore = {floor:.2f}s: {ready / floor:.2f}x")
     print("  (software emulation inflates every absolute time; the ratios are the result)")
     return 0
 
@@ -165,6 +254,10 @@ def on_host(n: int, timeout: int) -> int:
     python = ROOT / ".venv" / "bin" / "python"
     if not python.exists():
         python = Path(sys.executable)
+    # An installed package ships its .pyc files; a checkout run with PYTHONDONTWRITEBYTECODE (or
+    # from a read-only tree) compiles vfd's ~30 modules at every start: ~10 s under emulation.
+    subprocess.run([str(python), "-m", "compileall", "-q", str(ROOT / "vfd"), str(ROOT / "tests" / "vfdlab.py")],
+                   check=True, stdout=subprocess.DEVNULL)
     t = time.monotonic()
     rc = subprocess.run([str(lab / "run-in-guest"), "--timeout", str(timeout), "--max-vfs", str(n), "--",
                          str(python), str(Path(__file__).resolve()), "--in-guest", "-n", str(n)], cwd=ROOT).returncode

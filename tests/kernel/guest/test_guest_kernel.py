@@ -269,3 +269,33 @@ def test_restart_after_the_vfs_were_destroyed(d):
     assert ok, text
     vf0 = summary(ip_vfs()[0])
     assert (vf0["mac"], vf0["trust"], vf0["vlan"]) == ("02:00:00:00:00:0a", True, 0), tail(d)
+
+
+def test_start_up_batch_with_a_refused_vf_and_a_promiscuous_pf(d):
+    """A restart whose start-up batch the kernel refuses part of: netdevsim in switchdev mode refuses
+    legacy VF rates (EOPNOTSUPP). The refused VF is named with the op and the driver and left as it
+    was; the VF after it in the same batch ends as asked. `promiscuous: true` sets IFF_PROMISC."""
+    assert d.stop() == 0
+    destroy_vfs_like_a_driver_reload()                       # blank VFs: every live VF is in the batch
+    NUMVFS.write_text("4")
+    (d.live_dir / "vm2.json").write_text(json.dumps(vf_cfg(2, macs=["02:fa:00:00:00:02"], rate=0.02)))
+    d.main["pciids"][0]["promiscuous"] = True
+    assert "PROMISC" not in json.loads(ip("-j", "link", "show", "dev", PF))[0]["flags"]
+    r = subprocess.run(["devlink", "dev", "eswitch", "set", "netdevsim/netdevsim1", "mode", "switchdev"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        d.start(timeout=START_TIMEOUT)
+        vfs = ip_vfs()
+        assert vlan_of(vfs[3]) == (300, 0, "802.1ad") and vfs[3]["address"] == "02:fa:00:00:00:03", tail(d)
+        assert (vfs[2]["address"], vlan_of(vfs[2]), vfs[2]["rate"]["max_tx"]) == \
+            ("00:00:00:00:00:00", (0, 0, "802.1Q"), 0), tail(d)            # as it was: MAC and VLAN put back
+        log = d.log_text()
+        assert "VF 2: apply at start-up failed" in log and "set rate" in log and "EOPNOTSUPP" in log \
+            and "driver netdevsim" in log, tail(d)
+        assert "PROMISC" in json.loads(ip("-j", "link", "show", "dev", PF))[0]["flags"]
+        # the manager retries the VF once the daemon runs and keeps the driver's answer for status
+        wait_for(lambda: "set rate" in req(d, "status", "vm2")[1], 30, "status shows the refusal", d)
+    finally:
+        subprocess.run(["devlink", "dev", "eswitch", "set", "netdevsim/netdevsim1", "mode", "legacy"],
+                       capture_output=True, text=True, timeout=120, check=True)

@@ -10,6 +10,13 @@ What it does per PF (docs/kernel.md has the long form):
   silently); when the driver refuses an op (EOPNOTSUPP, EINVAL, EPROTONOSUPPORT) the error names
   the op and the driver, and the attributes the kernel had already applied are put back, so the VF
   is left as it was;
+- at start-up (until `attach`), VF changes are staged and sent by `flush` as one batch per PF: one
+  read, every original recorded in one durable write, as few RTM_NEWLINK messages as possible
+  (a list of IFLA_VF_INFO each), one read to verify them all (`_commit`);
+- reads: a programming change starts from the last read of the PF when the rtnetlink event stream
+  says nothing touched the PF since (its own change included: its event is drained before the
+  read that verifies it); read_vf and the counters take one read per turn of the daemon's loop
+  (one per reconcile pass or `show`, whatever the VF count);
 - records each VF's original state before the first change and restores it on delete
   (originals.py, persisted under `<config_dir>_live/.kernel/`);
 - watches rtnetlink link events for its PFs on the daemon's loop: a VF changed by hand is reported
@@ -51,8 +58,8 @@ LINK_NAME = {v: k for k, v in LINK_STATE.items()}
 PROTO = {"802.1q": nl.ETH_P_8021Q, "802.1ad": nl.ETH_P_8021AD}
 PROGRAM_KEYS = tuple(f.name for f in dataclasses.fields(VFProgram))
 
-CACHE_AGE = 0.25        # read_vf / counters: a PF read this recent stands in for a fresh one (one
-                        # dump per reconcile pass or `show`); programming always reads afresh
+CACHE_AGE = 0.25        # no event loop yet (start-up, tools): a PF read this recent serves read_vf and
+                        # the counters; on the loop a read serves the rest of its turn (_read)
 VF_WAIT = 30.0          # seconds to wait for VFs to appear after writing sriov_numvfs
 EVENT_DELAY = 0.05      # events are coalesced: one PF read per burst
 
@@ -76,6 +83,10 @@ class KernelPF:
     link_up: bool | None = None
     check_handle: object = None
     last_drift: dict[int, float] = field(default_factory=dict)
+    gen: int = 0                  # rtnetlink events seen for this PF: a read taken at another count is stale
+    turn_snap: nl.LinkSnapshot | None = None     # the read serving the rest of this loop turn
+    staged: dict[int, tuple] = field(default_factory=dict)   # start-up: vfid -> ("apply"|"clear", program)
+    in_sync: dict[int, tuple] = field(default_factory=dict)  # vfid -> (program, VF bytes) last seen matching
 
     @property
     def id(self) -> str:
@@ -86,9 +97,8 @@ class KernelBackend(NicBackend):
     name = "kernel"
 
     def __init__(self, main: MainConfig, *, rtnl_factory=None, sysfs_root: str = "/sys",
-                 state_dir: str | Path | None = None, monitor_factory=None):
+                 state_dir: str | Path | None = None, monitor_factory=None, batch_startup: bool = True):
         super().__init__(main)
-        nl.fix_vlan_info_padding()
         self.sysfs = Sysfs(sysfs_root)
         self.rtnl = (rtnl_factory or nl.Rtnl)()
         self.originals = OriginalStore(state_dir if state_dir is not None else state_dir_for(main))
@@ -100,6 +110,9 @@ class KernelBackend(NicBackend):
         self.loop = None
         self.sink = None
         self._poll_handle = None
+        self._turn_end = None
+        self.staging = batch_startup   # until attach(): VF changes wait for flush() and go out in batches
+        self.startup_errors: dict[tuple[str, int], str] = {}
         self.repairs = 0          # VF re-creations and drift reports, for tests and logs
 
     # ================================================================================ PF =========
@@ -137,6 +150,8 @@ class KernelBackend(NicBackend):
             self._create_vfs(kpf, f"vfs_count {want} configured, {current} present")
         if pf.mtu is not None:
             self._set_mtu(kpf, pf.mtu)
+        if pf.promiscuous:
+            self._set_promisc(kpf)
         kpf.speed = self.sysfs.speed(ifname) or pf.speed or 0
         log.info("kernel PF %s: netdev %s (ifindex %s), driver %s, %d VFs, %s Mb/s", pf.id, ifname, kpf.ifindex,
                  driver, want, kpf.speed or "unknown")
@@ -160,6 +175,20 @@ class KernelBackend(NicBackend):
         except nl.NetlinkError as exc:
             raise BackendError(kpf.id, f"set mtu {mtu}", self._why(kpf, exc)) from None
 
+    def _set_promisc(self, kpf: KernelPF) -> None:
+        """`promiscuous: true`: IFF_PROMISC on the PF (`ip link set PF promisc on`), read back.
+        `false` leaves the PF as it is: the host, not vfd, owns a kernel PF's receive mode."""
+        if self._read(kpf, fresh=True).promisc:
+            return
+        try:
+            self.rtnl.set_flags(self._ifindex(kpf), nl.IFF_PROMISC, nl.IFF_PROMISC)
+        except nl.NetlinkError as exc:
+            raise BackendError(kpf.id, "set promiscuous", self._why(kpf, exc)) from None
+        if not self._read(kpf, fresh=True).promisc:
+            raise BackendError(kpf.id, "verify promiscuous", f"driver {kpf.driver} accepted IFF_PROMISC but "
+                                                             f"{kpf.ifname} does not report it")
+        log.info("PF %s: promiscuous mode on (%s)", kpf.id, kpf.ifname)
+
     def _resolve(self, kpf: KernelPF) -> bool:
         """Find the PF's netdev again (after a driver reload its ifindex, even its name, may change)."""
         ifname = self.sysfs.netdev_of(kpf.id)
@@ -179,11 +208,30 @@ class KernelBackend(NicBackend):
         return kpf.ifindex
 
     # ============================================================================= reading =======
-    def _read(self, kpf: KernelPF, fresh: bool = False, stats: bool = False) -> nl.LinkSnapshot:
+    def _events_cover(self, kpf: KernelPF, snap: nl.LinkSnapshot | None) -> bool:
+        """Whether `snap` is still what the kernel has: nothing touched the PF since, by its events.
+
+        Only while the event socket is attached and the PF is up: the kernel announces a VF change
+        (RTM_NEWLINK for the PF, netdev_state_change) only for a device that is up."""
+        return (snap is not None and self.monitor is not None and self.loop is not None and snap.gen == kpf.gen
+                and snap.up)
+
+    def _read(self, kpf: KernelPF, fresh: bool = False, stats: bool = False, *,
+              program: bool = False) -> nl.LinkSnapshot:
+        """The PF's VFs. `fresh`: always a new read. `program` (a change or a check is computed from
+        it): the last read while the events cover it, else a new one. Otherwise (read_vf, counters):
+        the read already taken in this turn of the loop (no loop: one younger than CACHE_AGE)."""
+        self._drain()
         snap = kpf.snap
-        if (not fresh and snap is not None and time.monotonic() - snap.taken < CACHE_AGE
-                and (snap.with_stats or not stats)):
-            return snap
+        if not fresh and snap is not None and (snap.with_stats or not stats) and snap.gen == kpf.gen:
+            if program:
+                if self._events_cover(kpf, snap):
+                    return snap
+            elif self.loop is not None:
+                if snap is kpf.turn_snap:
+                    return snap
+            elif time.monotonic() - snap.taken < CACHE_AGE:
+                return snap
         for attempt in (0, 1):
             ifindex = self._ifindex(kpf)
             try:
@@ -196,12 +244,27 @@ class KernelBackend(NicBackend):
                     kpf.ifindex = None
                     continue
                 raise BackendError(kpf.id, "read VFs", self._why(kpf, exc)) from None
-        kpf.snap = nl.parse_link(msg, with_stats=stats)
-        return kpf.snap
+        snap = nl.parse_link(msg, with_stats=stats)
+        snap.gen = kpf.gen
+        kpf.snap = snap
+        if self.loop is not None:
+            kpf.turn_snap = snap
+            if self._turn_end is None:
+                self._turn_end = self.loop.call_soon(self._end_turn)
+        return snap
+
+    def _end_turn(self) -> None:
+        self._turn_end = None
+        for kpf in self.pfs.values():
+            kpf.turn_snap = None
+
+    def _forget(self, kpf: KernelPF) -> None:
+        """A change was sent: no earlier read of the PF may serve again."""
+        kpf.snap = kpf.turn_snap = None
 
     def _ready(self, kpf: KernelPF, vfid: int, fresh: bool = False) -> nl.LinkSnapshot:
         """A read of the PF in which `vfid` exists, re-creating the VFs if they vanished."""
-        snap = self._read(kpf, fresh=fresh)
+        snap = self._read(kpf, fresh=fresh, program=True)
         if snap.num_vf != kpf.want_vfs:
             self._recreate(kpf, snap.num_vf, notify_later=True)
             snap = self._read(kpf, fresh=True)
@@ -223,7 +286,7 @@ class KernelBackend(NicBackend):
         except OSError as exc:
             raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
                                f"{exc.strerror or exc} from driver {kpf.driver}") from None
-        kpf.snap = None
+        self._forget(kpf)
         deadline = time.monotonic() + VF_WAIT
         while True:             # VF creation may be asynchronous: wait for netlink (and PCI) to show them
             snap = self._read(kpf, fresh=True)
@@ -306,7 +369,7 @@ class KernelBackend(NicBackend):
         try:
             self.rtnl.set_link(self._ifindex(kpf), vf=spec)
         except nl.NetlinkError as exc:
-            kpf.snap = None
+            self._forget(kpf)
             try:
                 after = self._read(kpf, fresh=True).vfs.get(vfid, {})
             except BackendError:
@@ -318,7 +381,7 @@ class KernelBackend(NicBackend):
             values = ", ".join(f"{a} {_show(a, target[a])}" for op, attrs in nl.OPS if op == what for a in attrs)
             raise BackendError(kpf.id, f"set {what}" + (f" ({values})" if values else ""),
                                f"{self._why(kpf, exc)}; the VF was left as it was", vfid) from None
-        kpf.snap = None
+        self._forget(kpf)
 
     def _put_back(self, kpf: KernelPF, vfid: int, before: dict, after: dict) -> None:
         ops = self._changed_ops(after, before) if after else [op for op, _ in nl.OPS]
@@ -329,15 +392,16 @@ class KernelBackend(NicBackend):
             self.rtnl.set_link(self._ifindex(kpf), vf=nl.vf_spec(vfid, before, ops))
         except (nl.NetlinkError, BackendError) as exc:
             log.error("PF %s VF %d: putting back %s failed: %s", kpf.id, vfid, ", ".join(ops), exc)
-        kpf.snap = None
+        self._forget(kpf)
 
     def _program(self, kpf: KernelPF, vfid: int, make_target, what: str) -> None:
-        """Read (fresh), diff, record the original, send one message, read back and verify.
+        """Read, diff, record the original, send one message, read back and verify.
 
-        The read before a change is always fresh: it is what gets recorded as the original state,
-        what the diff is computed against and what a refused op is put back to.
+        The read before a change is what gets recorded as the original state, what the diff is
+        computed against and what a refused op is put back to: a new one unless the event stream
+        shows nothing touched the PF since the last (_read, program=True).
         """
-        snap = self._ready(kpf, vfid, fresh=True)
+        snap = self._ready(kpf, vfid)
         before = dict(snap.vfs[vfid])
         target = make_target(before)
         ops = self._changed_ops(before, target)
@@ -352,44 +416,196 @@ class KernelBackend(NicBackend):
             log.debug("PF %s VF %d: %s: set %s", kpf.id, vfid, what, ", ".join(ops))
             return
         self._put_back(kpf, vfid, before, after)
+        raise self._verify_error(kpf, vfid, after, target, bad)
+
+    def _verify_error(self, kpf: KernelPF, vfid: int, after: dict, target: dict, bad: list[str]) -> BackendError:
         detail = ", ".join(f"{a} {_show(a, after.get(a))} instead of {_show(a, target[a])}" for a in bad)
-        raise BackendError(kpf.id, f"verify {'/'.join(bad)}",
-                           f"driver {kpf.driver} accepted the change but reports {detail} (some drivers ignore "
-                           f"settings silently); the VF was put back as it was", vfid)
+        return BackendError(kpf.id, f"verify {'/'.join(bad)}",
+                            f"driver {kpf.driver} accepted the change but reports {detail} (some drivers ignore "
+                            f"settings silently); the VF was put back as it was", vfid)
+
+    def _mark_in_sync(self, kpf: KernelPF, vfid: int, program: VFProgram) -> None:
+        """Remember the VF's bytes in the last read as matching `program`: checks skip it while they stay."""
+        snap = kpf.snap
+        raw = snap.vfs.raw(vfid) if snap is not None and isinstance(snap.vfs, nl.VFTable) else None
+        if raw is not None:
+            kpf.in_sync[vfid] = (program, raw)
+        else:
+            kpf.in_sync.pop(vfid, None)
 
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
-        """Send only what differs from what the NIC reports (always a subset of program vs previous)."""
+        """Send only what differs from what the NIC reports (always a subset of program vs previous).
+
+        At start-up (staging) the change waits for flush(); what no NIC could take is refused now."""
         kpf = self._pf(pf_id)
         with self._locks[(pf_id, vfid)]:
+            if self.staging:
+                self.target_of(kpf, program, None)
+                self._stage(kpf, vfid, "apply", program)
+                self.programs[(pf_id, vfid)] = program
+                kpf.last_drift.pop(vfid, None)
+                return
+            self._commit(kpf)
             self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
             self.programs[(pf_id, vfid)] = program
             kpf.last_drift.pop(vfid, None)
+            self._mark_in_sync(kpf, vfid, program)
+
+    def _clear_target(self, original: dict | None):
+        """What a cleared VF becomes: its recorded original, or (no record) neutral settings and a fresh MAC."""
+        if original is not None:
+            def target(cur: dict) -> dict:
+                return {a: (original.get(a) if original.get(a) is not None else cur.get(a)) for a in nl.ATTRS}
+            return target, "restore original"
+        mac = random_local_mac()           # lost state dir: as the sim does
+
+        def neutral(cur: dict) -> dict:
+            return {"mac": mac, "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q, "spoofchk": cur.get("spoofchk"),
+                    "trust": False, "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
+        return neutral, "clear"
 
     def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
         """Put back the VF's original state (recorded before vfd's first change); untouched VFs stay as they are."""
         kpf = self._pf(pf_id)
         with self._locks[(pf_id, vfid)]:
             original = self.originals.get(pf_id, vfid)
-            if original is None and previous is None:
+            if original is None and previous is None and vfid not in kpf.staged:
                 self.programs.pop((pf_id, vfid), None)
                 return                        # vfd never changed this VF: not ours to touch
-            if original is not None:
-                def target(cur: dict) -> dict:
-                    return {a: (original.get(a) if original.get(a) is not None else cur.get(a)) for a in nl.ATTRS}
-                what = "restore original"
-            else:
-                # No record (lost state dir): neutral settings and a fresh MAC, as the sim does.
-                mac = random_local_mac()
-
-                def target(cur: dict) -> dict:
-                    return {"mac": mac, "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q, "spoofchk": cur.get("spoofchk"),
-                            "trust": False, "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
-                what = "clear"
+            if self.staging:
+                self._stage(kpf, vfid, "clear", previous)
+                return
+            self._commit(kpf)
+            original = self.originals.get(pf_id, vfid)
+            target, what = self._clear_target(original)
             self._program(kpf, vfid, target, what)     # raises with the VF (and its program) kept
-            self.programs.pop((pf_id, vfid), None)
-            if original is not None:
-                log.info("PF %s VF %d: original state restored: %s", pf_id, vfid, _describe(original))
-            self.originals.drop(pf_id, vfid)
+            self._cleared(kpf, [vfid], original is not None)
+
+    def _cleared(self, kpf: KernelPF, vfids: list[int], restored: bool) -> None:
+        for vfid in vfids:
+            self.programs.pop((kpf.id, vfid), None)
+            kpf.in_sync.pop(vfid, None)
+            if restored:
+                log.info("PF %s VF %d: original state restored: %s", kpf.id, vfid,
+                         _describe(self.originals.get(kpf.id, vfid) or {}))
+        self.originals.drop_many(kpf.id, vfids)
+
+    # ====================================================================== start-up batches =====
+    def _stage(self, kpf: KernelPF, vfid: int, kind: str, program: VFProgram | None) -> None:
+        if vfid in kpf.staged:
+            self._commit(kpf)              # a second change of one VF: the first one goes out first
+        kpf.staged[vfid] = (kind, program)
+
+    def _commit(self, kpf: KernelPF) -> None:
+        """Send the PF's staged changes: one read, the originals in one write, batched messages, one read back.
+
+        A VF whose change the kernel refuses inside a batch is put back and programmed alone, which
+        names the VF, the op and the driver exactly; the other VFs of the batch end as asked. Errors
+        are logged (there is no caller to raise to) and kept in `startup_errors`; a failed apply keeps
+        its program, so the first check after attach() reports it as drift and the manager retries
+        it, recording the error where `iplex status` shows it."""
+        if not kpf.staged:
+            return
+        staged, kpf.staged = kpf.staged, {}
+        t0 = time.monotonic()
+        failed: dict[int, BackendError] = {}
+        try:
+            snap = self._read(kpf, fresh=True)
+            if snap.num_vf != kpf.want_vfs:
+                self._recreate(kpf, snap.num_vf, notify_later=True)
+                snap = self._read(kpf, fresh=True)
+        except BackendError as exc:
+            for vfid in staged:
+                failed[vfid] = exc
+            self._report(kpf, staged, failed)
+            return
+        plan: list[_Change] = []
+        for vfid in sorted(staged):
+            kind, program = staged[vfid]
+            if vfid not in snap.vfs:
+                failed[vfid] = BackendError(kpf.id, "find VF", f"VF {vfid} does not exist ({kpf.ifname} has "
+                                                               f"{snap.num_vf} VFs)", vfid)
+                continue
+            if kind == "apply":
+                make_target, what, restored = (lambda cur, p=program: self.target_of(kpf, p, cur)), "apply", False
+            else:
+                original = self.originals.get(kpf.id, vfid)
+                (make_target, what), restored = self._clear_target(original), original is not None
+            before = dict(snap.vfs[vfid])
+            target = make_target(before)
+            plan.append(_Change(vfid, kind, program, before, target, self._changed_ops(before, target),
+                                make_target, what, restored))
+        changes = [c for c in plan if c.ops]
+        recorded = self.originals.record_many(kpf.id, {c.vfid: c.before for c in changes})
+        if recorded:
+            log.info("PF %s: original state of %d VFs recorded (VFs %s)", kpf.id, len(recorded), _ranges(recorded))
+        for vfid in recorded:
+            log.debug("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(snap.vfs[vfid]))
+        sent, alone, messages = self._send_batches(kpf, changes)
+        if sent:
+            after = self._read(kpf, fresh=True).vfs
+            for c in sent:
+                have = after.get(c.vfid) or {}
+                bad = self._mismatches(have, c.target)
+                if bad:
+                    self._put_back(kpf, c.vfid, c.before, have)
+                    failed[c.vfid] = self._verify_error(kpf, c.vfid, have, c.target, bad)
+        for c in alone:
+            try:
+                self._program(kpf, c.vfid, c.make_target, c.what)
+            except BackendError as exc:
+                failed[c.vfid] = exc
+        done = [c for c in plan if c.vfid not in failed]
+        for c in done:
+            if c.kind == "apply":
+                self._mark_in_sync(kpf, c.vfid, c.program)
+        self._cleared(kpf, [c.vfid for c in done if c.kind == "clear" and c.restored], True)
+        self._cleared(kpf, [c.vfid for c in done if c.kind == "clear" and not c.restored], False)
+        log.info("PF %s: %d staged VF changes, %d sent in %d messages, %d refused, in %.3fs", kpf.id, len(staged),
+                 len(changes), messages, len(failed), time.monotonic() - t0)
+        self._report(kpf, staged, failed)
+
+    def _send_batches(self, kpf: KernelPF, changes: list["_Change"]):
+        """As few messages as possible; returns (sent as a batch, to program alone, messages sent)."""
+        pending, sent, alone, messages = list(changes), [], [], 0
+        while pending:
+            chunk = pending[:nl.MAX_VFS_PER_MESSAGE]
+            messages += 1
+            try:
+                self.rtnl.set_link(self._ifindex(kpf), vf=[nl.vf_spec(c.vfid, c.target, c.ops) for c in chunk])
+                sent += chunk
+                pending = pending[len(chunk):]
+                continue
+            except (nl.NetlinkError, BackendError) as exc:
+                self._forget(kpf)
+                try:
+                    after = self._read(kpf, fresh=True).vfs
+                except BackendError:
+                    after = {}
+                log.info("PF %s: a batch of %d VF changes was refused (%s); finding the VF", kpf.id, len(chunk), exc)
+            # The kernel applies the list in order and stops at the refused VF: the VFs before it are done.
+            k = next((i for i, c in enumerate(chunk) if self._mismatches(after.get(c.vfid) or {}, c.target)), None)
+            if k is None:
+                k = len(chunk) - 1
+            sent += chunk[:k]
+            bad = chunk[k]
+            if after.get(bad.vfid):
+                self._put_back(kpf, bad.vfid, bad.before, after[bad.vfid])
+            alone.append(bad)
+            pending = chunk[k + 1:] + pending[len(chunk):]
+        self._forget(kpf)
+        return sent, alone, messages
+
+    def _report(self, kpf: KernelPF, staged: dict, failed: dict[int, BackendError]) -> None:
+        for vfid in staged:
+            self.startup_errors.pop((kpf.id, vfid), None)
+        for vfid, exc in sorted(failed.items()):
+            self.startup_errors[(kpf.id, vfid)] = str(exc)
+            log.error("PF %s VF %d: %s at start-up failed: %s", kpf.id, vfid, staged[vfid][0], exc)
+
+    def _commit_all(self) -> None:
+        for kpf in list(self.pfs.values()):
+            self._commit(kpf)
 
     def read_vf(self, pf_id: str, vfid: int) -> dict:
         """The VF as the NIC reports it, in VFProgram.to_state() terms (plus `pcp` and `present`).
@@ -398,6 +614,7 @@ class KernelBackend(NicBackend):
         so the manager's reconcile re-applies it, and apply_vf re-creates the VFs.
         """
         kpf = self._pf(pf_id)
+        self._commit(kpf)
         snap = self._read(kpf)
         k = snap.vfs.get(vfid)
         if k is None or snap.num_vf != kpf.want_vfs:
@@ -418,11 +635,14 @@ class KernelBackend(NicBackend):
 
     def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
         """The VF in rtnetlink terms (mac, vlan, qos, proto, spoofchk, trust, rates, link_state)."""
-        return self._read(self._pf(pf_id), fresh=True).vfs.get(vfid)
+        kpf = self._pf(pf_id)
+        self._commit(kpf)
+        return self._read(kpf, fresh=True).vfs.get(vfid)
 
     # ========================================================================== counters =========
     def pf_stats(self, pf_id: str) -> PortStats:
         kpf = self._pf(pf_id)
+        self._commit(kpf)
         snap = self._read(kpf, stats=True)
         s = snap.stats
         return PortStats(link="UP" if snap.lower_up else "DOWN", speed=kpf.speed,
@@ -435,6 +655,7 @@ class KernelBackend(NicBackend):
     def vf_stats(self, pf_id: str, vfid: int) -> PortStats:
         """IFLA_VF_STATS (netdevsim and drivers without ndo_get_vf_stats report zeros)."""
         kpf = self._pf(pf_id)
+        self._commit(kpf)
         snap = self._read(kpf, stats=True)
         s = snap.vf_stat(vfid)
         k = snap.vfs.get(vfid)
@@ -452,7 +673,11 @@ class KernelBackend(NicBackend):
 
     # ============================================================================ events ==========
     def attach(self, loop, sink) -> None:
+        self._commit_all()
+        self.staging = False
         self.loop, self.sink = loop, sink
+        for kpf in self.pfs.values():
+            kpf.gen += 1                    # nothing watched the PFs until now: no earlier read serves
         try:
             self.monitor = self._monitor_factory()
             loop.add_reader(self.monitor.fileno(), self._on_events)
@@ -464,10 +689,20 @@ class KernelBackend(NicBackend):
         self._poll_handle = loop.call_later(self.main.reconcile_interval, self._poll)
 
     def _on_events(self) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        """Take every pending link event: each one for a PF makes its earlier reads stale and schedules
+        a check. Also called before every read, so a read always covers the events taken before it
+        (a change's own event is taken before the read that verifies it)."""
+        if self.monitor is None:
+            return
         try:
             events, lost = self.monitor.read()
         except OSError as exc:
             log.error("rtnetlink event socket: %s", exc)
+            return
+        if not events and not lost:
             return
         touched: set[str] = set()
         if lost:
@@ -484,7 +719,7 @@ class KernelBackend(NicBackend):
                     touched.add(kpf.id)      # a reloaded driver's netdev may be this PF again
         for pf_id in touched:
             kpf = self.pfs[pf_id]
-            kpf.snap = None
+            kpf.gen += 1
             self._schedule_check(kpf)
 
     def _schedule_check(self, kpf: KernelPF, delay: float = EVENT_DELAY) -> None:
@@ -499,17 +734,20 @@ class KernelBackend(NicBackend):
         except Exception:  # noqa: BLE001 - an event handler must not stop the checks
             log.exception("handling %s on PF %s failed", event.kind, event.pf_id)
 
-    def check_pf(self, pf_id: str) -> list[NicEvent]:
+    def check_pf(self, pf_id: str, fresh: bool = True) -> list[NicEvent]:
         """Compare one PF with what vfd programmed; re-create vanished VFs. Returns the events raised."""
-        return self._check(self.pfs[pf_id])
+        return self._check(self.pfs[pf_id], fresh)
 
-    def _check(self, kpf: KernelPF) -> list[NicEvent]:
+    def _check(self, kpf: KernelPF, fresh: bool = False) -> list[NicEvent]:
+        """One read of the PF (none when the events show the last one is current); only VFs whose
+        bytes changed since they last matched their program are compared."""
         kpf.check_handle = None
         raised: list[NicEvent] = []
         try:
             if kpf.ifindex is None and not self._resolve(kpf):
                 return raised             # still gone: the next event or poll looks again
-            snap = self._read(kpf, fresh=True)
+            self._commit(kpf)
+            snap = self._read(kpf, fresh=fresh, program=True)
             if snap.ifname and snap.ifname != kpf.ifname:
                 log.warning("PF %s: netdev %s renamed to %s", kpf.id, kpf.ifname, snap.ifname)
                 kpf.ifname = snap.ifname
@@ -520,14 +758,25 @@ class KernelBackend(NicBackend):
             if snap.num_vf != kpf.want_vfs:
                 self._recreate(kpf, snap.num_vf, notify_later=True)
                 return raised
+            if kpf.cfg.promiscuous and not snap.promisc:
+                log.warning("PF %s: promiscuous mode was turned off behind vfd's back; turning it on", kpf.id)
+                self._set_promisc(kpf)
+                snap = kpf.snap
             now = time.monotonic()
+            raw_of = snap.vfs.raw if isinstance(snap.vfs, nl.VFTable) else (lambda _vfid: None)
             for (pf_id, vfid), program in list(self.programs.items()):
                 if pf_id != kpf.id:
                     continue
+                raw = raw_of(vfid)
+                seen = kpf.in_sync.get(vfid)
+                if raw is not None and seen is not None and seen[0] is program and seen[1] == raw:
+                    continue                  # the same bytes that matched this program last time
                 have = snap.vfs.get(vfid)
                 target = self.target_of(kpf, program, have)
                 bad = self._mismatches(have or {}, target)
                 if not bad:
+                    if raw is not None:
+                        kpf.in_sync[vfid] = (program, raw)
                     continue
                 # A repair that keeps failing must not loop on its own events: once per interval.
                 if now - kpf.last_drift.get(vfid, -1e9) < self.main.reconcile_interval:
@@ -552,13 +801,14 @@ class KernelBackend(NicBackend):
             except OSError:
                 present = None
             if present != kpf.want_vfs:
-                self._check(kpf)
+                self._check(kpf, fresh=True)      # no event says so: read anew
         if self.loop is not None:
             self._poll_handle = self.loop.call_later(self.main.reconcile_interval, self._poll)
 
     # ============================================================================ life ============
     def flush(self) -> None:
-        """Original states are written when recorded; nothing is buffered."""
+        """Send the changes staged at start-up (batched per PF); afterwards nothing is buffered."""
+        self._commit_all()
 
     def close(self) -> None:
         if self.loop is not None:
@@ -574,6 +824,13 @@ class KernelBackend(NicBackend):
             if self._poll_handle is not None:
                 self._poll_handle.cancel()
                 self._poll_handle = None
+            if self._turn_end is not None:
+                self._turn_end.cancel()
+                self._turn_end = None
+        for kpf in self.pfs.values():
+            if kpf.staged:
+                log.warning("PF %s: %d staged VF changes dropped at close", kpf.id, len(kpf.staged))
+                kpf.staged = {}
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
@@ -581,6 +838,20 @@ class KernelBackend(NicBackend):
             self.rtnl.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+@dataclass
+class _Change:
+    """One staged VF change at commit time."""
+    vfid: int
+    kind: str                     # apply | clear
+    program: VFProgram | None
+    before: dict
+    target: dict
+    ops: list[str]
+    make_target: object
+    what: str
+    restored: bool                # a clear back to a recorded original
 
 
 def _show(attr: str, value) -> str:
@@ -593,6 +864,17 @@ def _show(attr: str, value) -> str:
     if attr in ("spoofchk", "trust"):
         return "on" if value else "off"
     return str(value)
+
+
+def _ranges(vfids: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out: list[str] = []
+    for vfid in sorted(vfids):
+        if out and out[-1][1] == vfid - 1:
+            out[-1] = (out[-1][0], vfid)
+        else:
+            out.append((vfid, vfid))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
 def _describe(state: dict) -> str:

@@ -74,9 +74,22 @@ class OriginalStore:
         self._save(pf_id)
         return True
 
-    def drop(self, pf_id: str, vfid: int) -> None:
+    def record_many(self, pf_id: str, states: dict[int, dict]) -> list[int]:
+        """record() for several VFs of one PF with one durable write; the VFs recorded now."""
         vfs = self._load(pf_id)
-        if vfs.pop(vfid, None) is not None:
+        new = [vfid for vfid in sorted(states) if vfid not in vfs]
+        for vfid in new:
+            vfs[vfid] = dict(states[vfid])
+        if new:
+            self._save(pf_id)
+        return new
+
+    def drop(self, pf_id: str, vfid: int) -> None:
+        self.drop_many(pf_id, [vfid])
+
+    def drop_many(self, pf_id: str, vfids) -> None:
+        vfs = self._load(pf_id)
+        if [vfid for vfid in vfids if vfs.pop(vfid, None) is not None]:
             self._save(pf_id)
 
     def drop_pf(self, pf_id: str) -> None:
