@@ -31,10 +31,11 @@ def test_environment_is_only_what_a_callback_needs(tmp_path, monkeypatch):
 
 def test_the_deadline_kills_the_whole_process_group():
     """A callback that started a child of its own: the child must not outlive the budget."""
+    a, b = 1000 + os.getpid() % 7000, 9000 + os.getpid() % 7000    # unique to this run: other runs may be alive
     t0 = time.monotonic()
-    rc = run_callback("stop_cb", "port-1", "/bin/sh -c 'sleep 1001 & exec sleep 1002'", os.geteuid(), 1)
+    rc = run_callback("stop_cb", "port-1", f"/bin/sh -c 'sleep {a} & exec sleep {b}'", os.geteuid(), 1)
     assert rc is None and time.monotonic() - t0 < 10
-    assert not _alive("^sleep 1001$") and not _alive("^sleep 1002$")
+    assert not _alive(f"^sleep {a}$") and not _alive(f"^sleep {b}$")
 
 
 def test_an_owner_without_passwd_entry_gets_no_identity():
