@@ -12,6 +12,7 @@ import os
 import secrets
 import select
 import signal
+import socket
 import sys
 import time
 
@@ -116,6 +117,14 @@ def fifo_path(conf: dict) -> str:
     return CONTAINER_FIFO if os.path.exists(CONTAINER_FIFO) else "/var/lib/vfd/request"
 
 
+def socket_of(conf: dict, fifo: str) -> str | bool:
+    """The daemon's socket (main config `socket`: null = `<fifo>.sock`, false = none)."""
+    sock = conf.get("socket")
+    if sock is False:
+        return False
+    return sock if isinstance(sock, str) and sock else fifo + ".sock"
+
+
 def config_dir(conf: dict) -> str:
     d = conf.get("config_dir")
     return d if isinstance(d, str) and d else "/var/lib/vfd/config"
@@ -129,18 +138,27 @@ def reply_fifo_name(fifo: str, reply_tag: str = "") -> str:
     return f"{fifo}_IPLEX.{os.getpid()}{tag}.{secrets.token_urlsafe(16)}"
 
 
-def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", **params) -> dict:
-    """Send one request and wait for its reply; the reply FIFO is removed on every path.
+def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", socket_path: str | bool | None = None,
+            **params) -> dict:
+    """Send one request and wait for its reply.
 
-    Only the reply carrying this request's `vfd_rid` is accepted (a random one unless the caller
-    gives its own): a reply the daemon wrote here for someone else's request is ignored.
-    `reply_tag` keeps concurrent callers of one process apart in logs (the os-vif plugin, tests).
+    Over vfd's Unix socket when it answers (`socket_path`; None: `<fifo>.sock`; False: never),
+    where the kernel tells vfd who asks; else over the FIFO, with a private reply FIFO removed on
+    every path. Only the reply carrying this request's `vfd_rid` is accepted (a random one unless
+    the caller gives its own): a reply the daemon wrote for someone else's request is ignored.
+    `reply_tag` keeps concurrent callers of one process apart (the os-vif plugin, tests).
     """
-    if not os.path.exists(fifo):
-        raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
     if params.get("vfd_rid") is None:
         params["vfd_rid"] = secrets.token_hex(16)
     rid = params["vfd_rid"]
+    if socket_path is None:
+        socket_path = fifo + ".sock"
+    if socket_path:
+        reply = _via_socket(socket_path, encode_request(action, None, **params), rid, timeout)
+        if reply is not None:
+            return reply
+    if not os.path.exists(fifo):
+        raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
     r_fifo = reply_fifo_name(fifo, reply_tag)
     try:
         os.mkfifo(r_fifo, 0o600)
@@ -176,7 +194,26 @@ def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", **pa
             pass
 
 
-def _read_reply(fd: int, rid: str, timeout: float) -> dict:
+def _via_socket(path: str, payload: bytes, rid: str, timeout: float) -> dict | None:
+    """One request over the socket; None when no daemon listens there (then the FIFO is tried)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError:
+            return None
+        try:
+            sock.sendall(payload)
+        except OSError as exc:
+            raise ClientError(f"cannot send to vfd socket {path}: {exc.strerror}") from None
+        sock.setblocking(False)
+        return _read_reply(sock.fileno(), rid, timeout, recv=sock.recv)
+    finally:
+        sock.close()
+
+
+def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
     """Read replies until the one carrying `rid`; others are ignored. select.select rather than
     poll: it survives eventlet's monkey-patching (nova-compute loads the os-vif plugin, which uses
     this function, in a patched process)."""
@@ -199,9 +236,14 @@ def _read_reply(fd: int, rid: str, timeout: float) -> dict:
         readable, _, _ = select.select([fd], [], [], left)
         if readable:
             try:
-                chunks += os.read(fd, 65536)
+                got = recv(65536) if recv else os.read(fd, 65536)
             except BlockingIOError:
-                pass
+                continue
+            except OSError as exc:
+                raise ClientError(f"reading vfd's reply failed: {exc.strerror}") from None
+            if not got and recv:
+                raise ClientError("vfd closed the connection without a reply to this request")
+            chunks += got
 
 
 class _Signalled(Exception):
@@ -274,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
         params = {"resource": " ".join(x for x in (args.pf, args.vf) if x is not None) or "all"}
     else:
         params = {}
-    reply = request(fifo, cmd, args.timeout, **params, **common)
+    reply = request(fifo, cmd, args.timeout, socket_path=socket_of(conf, fifo), **params, **common)
     ok = reply.get("state") == "OK"
     msg = reply.get("msg")
     lines = [printable(x) for x in msg] if isinstance(msg, list) else []

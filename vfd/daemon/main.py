@@ -171,7 +171,8 @@ class Daemon:
     def start(self) -> None:
         self.store.ensure_dirs()
         raise_fd_limit()
-        self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group)
+        self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
+                                    socket_path=self.main.socket_path)
         self.server.prepare()      # the run directory and the FIFO are checked before any NIC is touched
         self.manager.open_pfs()
         self.manager.restore()
@@ -180,7 +181,8 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         if self.server is None:
-            self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group)
+            self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
+                                        socket_path=self.main.socket_path)
         self.server.open(self.loop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self.stopping.set)

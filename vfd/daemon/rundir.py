@@ -18,6 +18,7 @@ import grp
 import logging
 import os
 import re
+import socket
 import stat
 import time
 
@@ -48,9 +49,10 @@ def _gid_of(group: str | None) -> int:
 class RunDir:
     """The request FIFO's directory, held open; reply FIFOs are opened relative to it."""
 
-    def __init__(self, fifo_path: str, group: str | None = None):
+    def __init__(self, fifo_path: str, group: str | None = None, socket_path: str | None = None):
         self.fifo_path = os.path.abspath(fifo_path)
         self.dir_path, self.fifo_name = os.path.split(self.fifo_path)
+        self.socket_path = os.path.abspath(socket_path) if socket_path else None
         self.group = group
         self.dirfd = -1
         self.created = False
@@ -66,10 +68,57 @@ class RunDir:
         gid = _gid_of(self.group)
         if not self.fifo_name or self.fifo_name in (".", ".."):
             raise RunDirError(f"fifo {self.fifo_path}: not a file name")
+        if self.socket_path and os.path.dirname(self.socket_path) != self.dir_path:
+            raise RunDirError(f"socket {self.socket_path}: must be in the fifo's directory {self.dir_path}")
         self._open_dir(gid)
         self._check_dir()
         fd = self.open_fifo(gid)
         os.close(fd)
+
+    def bind_socket(self) -> socket.socket | None:
+        """Bind the Unix socket (mode 0660, owner vfd's user, group fifo_group), not yet listening:
+        until the daemon is ready a client is refused at once. A stale socket there is replaced;
+        anything else is refused and left alone."""
+        if not self.socket_path:
+            return None
+        name = os.path.basename(self.socket_path)
+        try:
+            st = os.stat(name, dir_fd=self.dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise RunDirError(f"socket {self.socket_path}: {exc.strerror}") from None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise RunDirError(f"socket {self.socket_path}: exists and is {_kind(st.st_mode)}, not a socket; vfd "
+                                  f"never replaces it: remove it or set another `socket` in the main config")
+            os.unlink(name, dir_fd=self.dirfd)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o117)        # born 0660: no window in which others may connect
+        try:
+            sock.bind(f"/proc/self/fd/{self.dirfd}/{name}")     # in the directory held open, whatever its path
+        except OSError as exc:
+            sock.close()
+            raise RunDirError(f"socket {self.socket_path}: cannot create: {exc.strerror}") from None
+        finally:
+            os.umask(old)
+        try:
+            os.chown(name, 0 if os.geteuid() == 0 else -1, _gid_of(self.group), dir_fd=self.dirfd,
+                     follow_symlinks=False)
+        except OSError as exc:
+            sock.close()
+            raise RunDirError(f"socket {self.socket_path}: cannot set its group: {exc.strerror}") from None
+        sock.setblocking(False)
+        return sock
+
+    def remove_socket(self) -> None:
+        if self.socket_path and self.dirfd >= 0:
+            name = os.path.basename(self.socket_path)
+            try:
+                if stat.S_ISSOCK(os.stat(name, dir_fd=self.dirfd, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=self.dirfd)
+            except OSError:
+                pass
 
     def _open_dir(self, gid: int) -> None:
         path = self.dir_path

@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
+import struct
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -47,10 +49,25 @@ class _Pending:
     key: tuple[int, int]        # (st_dev, st_ino) of the reply FIFO: replies to one FIFO queue up, never interleave
 
 
+@dataclass
+class _Conn:
+    sock: socket.socket
+    uid: int
+    last: float
+    buf: bytes = b""
+    out: bytes = b""
+    deadline: float = 0.0
+    writing: bool = False
+    timer: object = None
+
+
 class RequestServer:
-    def __init__(self, fifo_path: str, handler: Handler, group: str | None = None, loop=None):
+    def __init__(self, fifo_path: str, handler: Handler, group: str | None = None, loop=None,
+                 socket_path: str | None = None):
         self.loop = loop
-        self.rundir = RunDir(fifo_path, group)
+        self.rundir = RunDir(fifo_path, group, socket_path)
+        self.sock: socket.socket | None = None
+        self.conns: dict[int, _Conn] = {}
         self.path = self.rundir.fifo_path
         self.handler = handler
         self.buf = b""
@@ -65,11 +82,12 @@ class RequestServer:
     def prepare(self) -> None:
         """Check and create the run directory and the FIFO: at start-up, before any NIC is touched."""
         self.rundir.prepare()
+        self.sock = self.rundir.bind_socket()
 
     def open(self, loop=None) -> None:
         self.loop = loop or self.loop
         if self.rundir.dirfd < 0:
-            self.rundir.prepare()
+            self.prepare()
         self.rfd = self.rundir.open_fifo()
         # a writer of our own: the read end never sees EOF when clients close
         self.wfd = os.open(self.rundir.fifo_name, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -78,6 +96,10 @@ class RequestServer:
         if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) or not stat.S_ISFIFO(b.st_mode):
             raise OSError(errno.EAGAIN, f"fifo {self.path} changed while it was opened")
         self.loop.add_reader(self.rfd, self._readable)
+        if self.sock is not None:
+            self.sock.listen(64)
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+            log.info("listening on %s", self.rundir.socket_path)
         self._sweep()
         log.info("listening on %s", self.path)
 
@@ -92,6 +114,14 @@ class RequestServer:
             self.rfd = self.wfd = -1
         for fd in list(self.pending):
             self._drop_writer(fd)
+        for c in list(self.conns.values()):
+            self._conn_close(c)
+        if self.sock is not None:
+            if self.loop is not None:
+                self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+            self.rundir.remove_socket()
         self.rundir.close()
 
     def _sweep(self) -> None:
@@ -172,19 +202,136 @@ class RequestServer:
         if name is None:
             log.warning("reply fifo %s is not in %s: request dropped", printable(r_fifo, 200), self.rundir.dir_path)
             return
+        self._reply(name, rid, *self._answer(req, params, self.rundir.requester(name)))
+
+    def _answer(self, req: dict, params: dict, uid: int | None) -> tuple[bool, list[str], dict | None]:
         action = req.get("action")
         if not isinstance(action, str) or action.lower() not in ACTIONS:
-            self._reply(name, rid, False, [f"unrecognised request: action {json.dumps(action)[:80]} is not one "
-                                           f"of {', '.join(ACTIONS)}"])
-            return
-        uid = self.rundir.requester(name)
+            return False, [f"unrecognised request: action {json.dumps(action)[:80]} is not one "
+                           f"of {', '.join(ACTIONS)}"], None
         try:
             ok, lines, data = self.handler(action.lower(), params, uid)
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the daemon
             log.exception("internal error serving %s", action)
             ok, lines, data = False, [f"internal error while serving {action}: {printable(exc, 300)}"], None
         self.served += 1
-        self._reply(name, rid, ok, lines, data)
+        return ok, lines, data
+
+    # ---- the Unix socket: one request per connection, the peer's uid from the kernel -------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:          # EMFILE and friends: try again on the next wake-up
+                log.warning("socket accept failed: %s", exc.strerror)
+                return
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            mine = sum(1 for c in self.conns.values() if c.uid == uid)
+            if mine >= MAX_PENDING_PER_UID or len(self.conns) >= MAX_PENDING_TOTAL:
+                log.warning("uid %d: too many open connections (%d of theirs, %d in all): refused", uid, mine,
+                            len(self.conns))
+                conn.close()
+                continue
+            conn.setblocking(False)
+            c = _Conn(conn, uid, time.monotonic())
+            self.conns[conn.fileno()] = c
+            self.loop.add_reader(conn.fileno(), self._conn_readable, c)
+            c.timer = self.loop.call_later(STALE_AFTER, self._conn_idle, c)
+
+    def _conn_readable(self, c: "_Conn") -> None:
+        try:
+            chunk = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            c.buf += chunk
+            c.last = time.monotonic()
+        try:
+            items, rest = frame(c.buf)
+        except Exception:  # noqa: BLE001
+            log.exception("request framing failed")
+            items, rest = [], b""
+        if items:
+            self._conn_serve(c, items[0])
+        elif not chunk:                     # the client closed before a whole request came
+            if c.buf.strip():
+                self._conn_serve(c, drop_unfinished(c.buf)[0])
+            else:
+                self._conn_close(c)
+        else:
+            c.buf = rest
+
+    def _conn_idle(self, c: "_Conn") -> None:
+        c.timer = None
+        if c.sock.fileno() not in self.conns or c.out:
+            return
+        idle = time.monotonic() - c.last
+        if idle < STALE_AFTER:
+            c.timer = self.loop.call_later(STALE_AFTER - idle, self._conn_idle, c)
+            return
+        if c.buf.strip():
+            self._conn_serve(c, drop_unfinished(c.buf)[0])
+        else:
+            self._conn_close(c)
+
+    def _conn_serve(self, c: "_Conn", item: Framed) -> None:
+        self.loop.remove_reader(c.sock.fileno())
+        rid = "not-supplied"
+        try:
+            if item.request is None:
+                log.warning("malformed request on the socket from uid %d (%d bytes, %s): %s", c.uid, len(item.raw),
+                            item.error, printable_bytes(item.raw))
+                answer = (False, [f"malformed request ({len(item.raw)} bytes): {item.error}; a request is one "
+                                  f"JSON object of at most {MAX_REQUEST_BYTES} bytes"], None)
+            else:
+                params = item.request.get("params")
+                params = params if isinstance(params, dict) else {}
+                r = params.get("vfd_rid", rid)
+                rid = r if isinstance(r, str) and len(r) <= 256 else rid
+                answer = self._answer(item.request, params, c.uid)
+        except Exception:  # noqa: BLE001 - only this request fails
+            log.exception("internal error serving a socket request")
+            answer = (False, ["internal error"], None)
+        c.out = encode_response(rid, *answer)
+        c.deadline = time.monotonic() + REPLY_DEADLINE
+        self._conn_write(c)
+
+    def _conn_write(self, c: "_Conn") -> None:
+        fd = c.sock.fileno()
+        if self.conns.get(fd) is not c:
+            return
+        while c.out:
+            try:
+                c.out = c.out[c.sock.send(c.out):]
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                c.out = b""
+        if not c.out:
+            self._conn_close(c)
+        elif time.monotonic() > c.deadline:
+            log.warning("reply to uid %d not read within %.0fs: dropped", c.uid, REPLY_DEADLINE)
+            self._conn_close(c)
+        elif not c.writing:
+            c.writing = True
+            self.loop.add_writer(fd, self._conn_write, c)
+            self.loop.call_later(REPLY_DEADLINE + 0.1, self._conn_write, c)
+
+    def _conn_close(self, c: "_Conn") -> None:
+        fd = c.sock.fileno()
+        if fd < 0 or self.conns.get(fd) is not c:
+            return
+        del self.conns[fd]
+        self.loop.remove_reader(fd)
+        if c.writing:
+            self.loop.remove_writer(fd)
+        if c.timer is not None:
+            c.timer.cancel()
+        c.sock.close()
 
     # ---- replies ----------------------------------------------------------------------------
     def _reply(self, name: str, rid: str, ok: bool, lines: list[str], data: dict | None = None) -> None:
