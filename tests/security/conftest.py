@@ -49,7 +49,7 @@ def lab():
         base = Path(tempfile.mkdtemp(prefix="vfdsec-"))
         os.chmod(base, 0o755)
         bases.append(base)
-        d = VfdProcess(base, fifo_group="nogroup", **extra)
+        d = VfdProcess(base, **{"fifo_group": "nogroup", **extra})
         made.append(d)
         return d.start() if start else d
     yield make
