@@ -161,10 +161,10 @@ def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", sock
         raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
     r_fifo = reply_fifo_name(fifo, reply_tag)
     try:
-        os.mkfifo(r_fifo, 0o600)
-    except OSError as exc:
-        raise ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
-    try:
+        try:
+            os.mkfifo(r_fifo, 0o600)
+        except OSError as exc:
+            raise ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
         # O_RDWR: never sees EOF, so a daemon that replies late is still heard until the timeout.
         rfd = os.open(r_fifo, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
@@ -190,7 +190,7 @@ def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", sock
     finally:
         try:
             os.unlink(r_fifo)
-        except FileNotFoundError:
+        except OSError:
             pass
 
 
