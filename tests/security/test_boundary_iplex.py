@@ -20,8 +20,9 @@ def test_iplex_killed_by_sigterm_removes_its_reply_fifo(lab):
             p = subprocess.Popen([str(BIN / "iplex"), "--conf", str(d.conf), "--timeout", "60", "ping"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             mine = []
-            while not mine:             # the FIFO is made after iplex set its signal handlers
-                mine = [n for n in os.listdir(run) if n.startswith(f"request_IPLEX.{p.pid}.")]
+            while not mine and p.poll() is None:    # made after iplex set its signal handlers
+                mine = [n for n in os.listdir(run) if n.startswith(f"request_IPLEX.{p.pid}")]
+            assert mine, p.communicate()
             p.send_signal(sig)
             assert p.wait(30) == 128 + sig
             assert not os.path.exists(run / mine[0]), sig

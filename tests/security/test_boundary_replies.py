@@ -51,8 +51,9 @@ def test_reply_fifo_names_are_unguessable_and_the_run_dir_unlistable(lab):
     os.kill(d.proc.pid, signal.SIGSTOP)             # the daemon holds the request; iplex waits
     try:
         names = []
-        while not names:
+        while not names and p.poll() is None:
             names = [n for n in os.listdir(run) if "_IPLEX." in n]
+        assert names
         assert names[0].startswith(f"request_IPLEX.{p.pid}.") and len(names[0].rsplit(".", 1)[1]) >= 22
         r = agent("import os, sys; print(os.listdir(sys.argv[1]))", str(run))
         assert r.returncode != 0 and b"PermissionError" in r.stderr
