@@ -1,7 +1,8 @@
 """`iplex`: the command-line client of vfd (the original's commands and options, its bugs fixed).
 
-It sends one JSON request on the daemon's request FIFO and reads the reply on a private FIFO
-created next to it. Start-up is kept light: only the standard library's small modules.
+It sends one JSON request over the daemon's Unix socket when it answers (the kernel tells vfd
+who asks), else on the request FIFO with the reply read on a private FIFO created next to it
+(docs/iplex.md). Start-up is kept light: only the standard library's small modules.
 """
 
 from __future__ import annotations
