@@ -277,3 +277,30 @@ def test_stale_reply_fifos_of_dead_clients_removed_at_start(lab):
     os.utime(run / f"request_IPLEX.{dead}.file", (1, 1))
     d.start()
     assert sorted(n for n in os.listdir(run) if "_IPLEX" in n) == [f"request_IPLEX.{dead}.file"]
+
+
+HOLD = """
+import socket, sys
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.send(b'{"action": "ping", ')                   # never finished
+    held.append(s)
+sys.stdout.write("held\\n"); sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
+def test_socket_connection_flood_bounded_and_root_served(lab):
+    d = lab()
+    p = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--init-groups", os.sys.executable, "-c",
+                          HOLD, str(d.fifo) + ".sock", "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"held\n"
+        assert d.request("ping", timeout=20)["state"] == "OK"         # over the socket, after the flood
+        assert len(os.listdir(f"/proc/{d.proc.pid}/fd")) < 128 + 40
+        assert "the oldest of uid 65534" in d.log_text()
+    finally:
+        p.stdin.close()
+        p.wait(30)

@@ -35,6 +35,7 @@ STALE_FIFO_SWEEP = 60.0         # how often stale reply FIFOs of dead clients ar
 MAX_PENDING_PER_UID = 16        # unread replies held per reply-FIFO owner ...
 MAX_PENDING_TOTAL = 128         # ... and in total (each holds a descriptor); the oldest is dropped
 MAX_PENDING_BYTES = 4 << 20     # bytes queued for one reply FIFO
+MAX_CONNS = 128                 # open socket connections; beyond, the uid holding most loses its oldest
 _RFIFO_RE = re.compile(rb'"r_fifo"\s*:\s*"([^"\\]{1,512})"')
 
 # handler(action, params, requester_uid) -> (ok, msg lines, data or None); see vfd/policy/authz.py
@@ -228,17 +229,21 @@ class RequestServer:
                 log.warning("socket accept failed: %s", exc.strerror)
                 return
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-            mine = sum(1 for c in self.conns.values() if c.uid == uid)
-            if mine >= MAX_PENDING_PER_UID or len(self.conns) >= MAX_PENDING_TOTAL:
-                log.warning("uid %d: too many open connections (%d of theirs, %d in all): refused", uid, mine,
-                            len(self.conns))
-                conn.close()
-                continue
             conn.setblocking(False)
             c = _Conn(conn, uid, time.monotonic())
             self.conns[conn.fileno()] = c
             self.loop.add_reader(conn.fileno(), self._conn_readable, c)
             c.timer = self.loop.call_later(STALE_AFTER, self._conn_idle, c)
+            if len(self.conns) > MAX_CONNS:
+                # fair eviction: the uid holding the most connections loses its oldest one
+                counts: dict[int, int] = {}
+                for other in self.conns.values():
+                    counts[other.uid] = counts.get(other.uid, 0) + 1
+                hog = max(counts, key=counts.get)
+                oldest = next(o for o in self.conns.values() if o.uid == hog)
+                log.warning("%d open connections: the oldest of uid %d (which holds %d) is closed", len(self.conns),
+                            hog, counts[hog])
+                self._conn_close(oldest)
 
     def _conn_readable(self, c: "_Conn") -> None:
         try:
