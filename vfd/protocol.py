@@ -14,6 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from vfd.text import escape
+
 EOM = "@eom@"
 ACTIONS = ("add", "delete", "update", "status", "show", "ping", "verbose", "dump", "mirror", "export", "cpu_alarm",
            "clear_stats")
@@ -69,20 +71,12 @@ def decode_response(text: str) -> dict:
 
 
 # ---- printing what came from outside ------------------------------------------------------------
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
 def printable(text: object, limit: int | None = None) -> str:
-    """`text` safe to put in one log or output line: control and other non-printable characters
-    (newlines, ESC, U+2028...) are shown escaped, so outside data can never forge a line."""
+    """`text` safe to put in one log or output line (the escaping rule of vfd/text.py)."""
     s = text if isinstance(text, str) else str(text)
     if limit is not None and len(s) > limit:
         s = s[:limit] + "..."
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() else _NAMED.get(ch) or (
-        f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-        for ch in s)
+    return escape(s)
 
 
 def printable_bytes(data: bytes, limit: int = 80) -> str:
