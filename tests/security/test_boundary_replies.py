@@ -96,7 +96,11 @@ def test_agent_over_the_socket_is_itself(lab):
     code = "import sys, vfd.iplex as i; r = i.request(sys.argv[1], 'verbose', 10, loglevel=5); print(r['msg'][0])"
     r = agent(code, str(d.fifo))
     assert r.returncode == 0 and "permission denied: verbose" in r.stdout.decode() and "uid 65534" in r.stdout.decode()
-    assert d.request("verbose", timeout=10, loglevel=2)["state"] == "OK"     # root, over the socket
+    reply = d.request("verbose", timeout=10, socket_path=str(d.fifo) + ".sock", loglevel=5)
+    assert reply["state"] == "OK"                                            # root, over the socket
+    code = "import sys, json, vfd.iplex as i; print(json.dumps(i.request(sys.argv[1], 'cpu_alarm', 10, resource='50%')))"
+    r = json.loads(agent(code, str(d.fifo)).stdout)
+    assert r["state"] == "ERROR" and r["data"] == {"rule": "permission", "action": "cpu_alarm", "requester_uid": 65534}
 
 
 def test_unidentified_root_over_a_listable_run_dir(lab):

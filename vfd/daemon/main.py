@@ -117,7 +117,8 @@ class Daemon:
                 require_root(action, "(a daemon-wide setting)", uid)
             except PermissionRefused as exc:
                 log.warning("refused: %s", exc)
-                return Reply(False, [str(exc)])
+                return Reply(False, [str(exc)], {"rule": "permission", "action": exc.action,
+                                                 "requester_uid": exc.requester_uid})
         filename = params.get("filename", params.get("resource"))
         if action == "add":
             return m.add(filename, requester_uid=uid)
