@@ -202,6 +202,8 @@ def _via_socket(path: str, payload: bytes, rid: str, timeout: float) -> dict | N
         sock.settimeout(timeout)
         try:
             sock.connect(path)
+        except TimeoutError:
+            raise ClientError(f"vfd socket {path} did not accept within {timeout:g}s (daemon busy or hung)") from None
         except OSError:
             return None
         try:
