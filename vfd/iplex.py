@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print("iplex: error: verbose needs --loglevel N (0..5)", file=sys.stderr)
         return EXIT_USAGE
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
+        if signal.getsignal(sig) != signal.SIG_IGN:      # `nohup iplex ...` keeps ignoring SIGHUP
+            signal.signal(sig, _on_signal)
     try:
         return run(args)
     except ClientError as exc:

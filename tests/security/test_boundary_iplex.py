@@ -11,6 +11,12 @@ import vfd.iplex
 from tests.vfdlab import BIN
 
 
+def _default_signals():
+    """As from an interactive shell (a background job starts with SIGINT ignored)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def test_iplex_killed_by_sigterm_removes_its_reply_fifo(lab):
     d = lab(socket=False)
     run = d.fifo.parent
@@ -18,7 +24,7 @@ def test_iplex_killed_by_sigterm_removes_its_reply_fifo(lab):
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             p = subprocess.Popen([str(BIN / "iplex"), "--conf", str(d.conf), "--timeout", "60", "ping"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_signals)
             mine = []
             while not mine and p.poll() is None:    # made after iplex set its signal handlers
                 mine = [n for n in os.listdir(run) if n.startswith(f"request_IPLEX.{p.pid}")]
