@@ -1,7 +1,8 @@
 """`iplex`: the command-line client of vfd (the original's commands and options, its bugs fixed).
 
-It sends one JSON request on the daemon's request FIFO and reads the reply on a private FIFO
-created next to it. Start-up is kept light: only the standard library's small modules.
+It sends one JSON request over the daemon's Unix socket when it answers (the kernel tells vfd
+who asks), else on the request FIFO with the reply read on a private FIFO created next to it
+(docs/iplex.md). Start-up is kept light: only the standard library's small modules.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import select
+import signal
+import socket
 import sys
 import time
 
 from vfd import __version__
-from vfd.protocol import EOM, PIPE_BUF, decode_response, encode_request
+from vfd.protocol import EOM, LOG_LEVELS, PIPE_BUF, decode_responses, encode_request, printable
 
 CONFIG_CANDIDATES = ("/etc/vfd/vfd.cfg", "/var/lib/vfd/etc/vfd.cfg")
 CONTAINER_FIFO = "/var/lib/vfd/pipes/request"
@@ -52,15 +56,27 @@ def _common_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     p.add_argument("--conf", default=d(None),
                    help="vfd main config (default: $VFD_CONF, /etc/vfd/vfd.cfg, /var/lib/vfd/etc/vfd.cfg)")
-    p.add_argument("--loglevel", type=int, default=d(0), help="daemon log level for this request (default 0)")
+    p.add_argument("--loglevel", type=_loglevel, default=d(None),
+                   help="daemon log level 0..5 for this request (default 0); with verbose: the new level")
     p.add_argument("--json", action="store_true", default=d(False), help="print the daemon's raw JSON response")
     p.add_argument("--timeout", type=float, default=d(30.0), help="seconds to wait for the reply (default 30)")
     p.add_argument("--rid", default=d(None), help="request id echoed by the daemon (vfd_rid)")
 
 
+def _loglevel(text: str) -> int:
+    try:
+        lvl = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number 0..5") from None
+    if lvl not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{lvl} is outside the range 0..5")
+    return lvl
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="iplex", description="Control vfd, the Virtual Function Daemon.",
-                                epilog="Exit status: 0 OK, 1 error reported by vfd or no answer, 2 usage error.")
+                                epilog="Exit status: 0 OK, 1 error reported by vfd, no answer, or (status) a VF not in sync "
+                                       "with its config, 2 usage error.")
     _common_options(p, suppress=False)
     p.add_argument("--version", action="version", version=f"iplex 1.3 (vfd {__version__})")
     sub = p.add_subparsers(dest="command", metavar="command")
@@ -89,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("clear_stats", "restart counters at 0: all PFs, one PF (number or id) or one VF")
     s.add_argument("pf", nargs="?")
     s.add_argument("vf", nargs="?")
-    cmd("verbose", "set the daemon's log level to --loglevel")
+    cmd("verbose", "set the daemon's log level to --loglevel (required, 0..5)")
     cmd("ping", "check that the daemon answers")
     cmd("dump", "write the daemon's state to its log")
     return p
@@ -102,31 +118,56 @@ def fifo_path(conf: dict) -> str:
     return CONTAINER_FIFO if os.path.exists(CONTAINER_FIFO) else "/var/lib/vfd/request"
 
 
+def socket_of(conf: dict, fifo: str) -> str | bool:
+    """The daemon's socket (main config `socket`: null = `<fifo>.sock`, false = none)."""
+    sock = conf.get("socket")
+    if sock is False:
+        return False
+    return sock if isinstance(sock, str) and sock else fifo + ".sock"
+
+
 def config_dir(conf: dict) -> str:
     d = conf.get("config_dir")
     return d if isinstance(d, str) and d else "/var/lib/vfd/config"
 
 
-def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", **params) -> dict:
-    """Send one request and wait for its reply; the reply FIFO is removed on every path.
+def reply_fifo_name(fifo: str, reply_tag: str = "") -> str:
+    """`<fifo>_IPLEX.<pid>[.<tag>].<random>`: the pid lets vfd remove it if this process dies; the
+    128 random bits keep others from naming it in their requests (vfd then trusts its owner as
+    the requester: docs/operations.md, Security)."""
+    tag = f".{reply_tag}" if reply_tag else ""
+    return f"{fifo}_IPLEX.{os.getpid()}{tag}.{secrets.token_urlsafe(16)}"
 
-    `reply_tag` makes the reply FIFO's name unique per caller when one process runs several
-    clients at once (the os-vif plugin, tests); iplex itself is one client per process.
+
+def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", socket_path: str | bool | None = None,
+            **params) -> dict:
+    """Send one request and wait for its reply.
+
+    Over vfd's Unix socket when it answers (`socket_path`; None: `<fifo>.sock`; False: never),
+    where the kernel tells vfd who asks; else over the FIFO, with a private reply FIFO removed on
+    every path. Only the reply carrying this request's `vfd_rid` is accepted (a random one unless
+    the caller gives its own): a reply the daemon wrote for someone else's request is ignored.
+    `reply_tag` keeps concurrent callers of one process apart (the os-vif plugin, tests).
     """
+    if params.get("vfd_rid") is None:
+        params["vfd_rid"] = secrets.token_hex(16)
+    rid = params["vfd_rid"]
+    if socket_path is None:
+        socket_path = fifo + ".sock"
+    if socket_path:
+        reply = _via_socket(socket_path, encode_request(action, None, **params), rid, timeout)
+        if reply is not None:
+            return reply
     if not os.path.exists(fifo):
         raise ClientError(f"vfd request fifo {fifo} does not exist (is vfd running?)")
-    r_fifo = f"{fifo}_IPLEX.{os.getpid()}{'.' + reply_tag if reply_tag else ''}"
+    r_fifo = reply_fifo_name(fifo, reply_tag)
     try:
-        os.unlink(r_fifo)
-    except FileNotFoundError:
-        pass
-    try:
-        os.mkfifo(r_fifo, 0o600)
-    except OSError as exc:
-        raise ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
-    try:
+        try:
+            os.mkfifo(r_fifo, 0o600)
+        except OSError as exc:
+            raise ClientError(f"cannot create reply fifo {r_fifo}: {exc.strerror}") from None
         # O_RDWR: never sees EOF, so a daemon that replies late is still heard until the timeout.
-        rfd = os.open(r_fifo, os.O_RDWR | os.O_NONBLOCK)
+        rfd = os.open(r_fifo, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
             payload = encode_request(action, r_fifo, **params)
             if len(payload) > PIPE_BUF:
@@ -144,35 +185,77 @@ def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", **pa
                 raise ClientError(f"vfd request fifo {fifo} is full (daemon busy or hung)") from None
             finally:
                 os.close(wfd)
-            return decode_response(_read_reply(rfd, timeout))
+            return _read_reply(rfd, rid, timeout)
         finally:
             os.close(rfd)
     finally:
         try:
             os.unlink(r_fifo)
-        except FileNotFoundError:
+        except OSError:
             pass
 
 
-def _read_reply(fd: int, timeout: float) -> str:
-    """Read until @eom@. select.select rather than poll: it survives eventlet's monkey-patching
-    (nova-compute loads the os-vif plugin, which uses this function, in a patched process)."""
+def _via_socket(path: str, payload: bytes, rid: str, timeout: float) -> dict | None:
+    """One request over the socket; None when no daemon listens there (then the FIFO is tried)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except TimeoutError:
+            raise ClientError(f"vfd socket {path} did not accept within {timeout:g}s (daemon busy or hung)") from None
+        except OSError:
+            return None
+        try:
+            sock.sendall(payload)
+        except OSError as exc:
+            raise ClientError(f"cannot send to vfd socket {path}: {exc.strerror}") from None
+        sock.setblocking(False)
+        return _read_reply(sock.fileno(), rid, timeout, recv=sock.recv)
+    finally:
+        sock.close()
+
+
+def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
+    """Read replies until the one carrying `rid`; others are ignored. select.select rather than
+    poll: it survives eventlet's monkey-patching (nova-compute loads the os-vif plugin, which uses
+    this function, in a patched process)."""
     deadline = time.monotonic() + timeout
     chunks = b""
-    while not chunks.rstrip().endswith(EOM.encode()):
+    ignored = 0
+    mark = f"\n{EOM}".encode()
+    while True:
+        done, sep, rest = chunks.rpartition(mark)
+        if sep:
+            for reply in decode_responses((done + sep).decode("utf-8", "replace")):
+                if reply.get("vfd_rid") == rid:
+                    return reply
+                ignored += 1
+            chunks = rest
         left = deadline - time.monotonic()
         if left <= 0:
-            raise ClientError(f"no reply from vfd within {timeout:g}s")
+            extra = f" ({ignored} replies to other requests ignored)" if ignored else ""
+            raise ClientError(f"no reply from vfd within {timeout:g}s{extra}")
         readable, _, _ = select.select([fd], [], [], left)
         if readable:
             try:
-                chunks += os.read(fd, 65536)
+                got = recv(65536) if recv else os.read(fd, 65536)
             except BlockingIOError:
-                pass
-    try:
-        return chunks.decode()
-    except UnicodeDecodeError:
-        raise ClientError("reply from vfd is not UTF-8") from None
+                continue
+            except OSError as exc:
+                raise ClientError(f"reading vfd's reply failed: {exc.strerror}") from None
+            if not got and recv:
+                raise ClientError("vfd closed the connection without a reply to this request")
+            chunks += got
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def _on_signal(signum, frame) -> None:
+    raise _Signalled(signum)     # unwinds through request(), whose finally removes the reply FIFO
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,16 +264,30 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    if args.command == "verbose" and args.loglevel is None:
+        parser.print_usage(sys.stderr)
+        print("iplex: error: verbose needs --loglevel N (0..5)", file=sys.stderr)
+        return EXIT_USAGE
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:      # `nohup iplex ...` keeps ignoring SIGHUP
+            signal.signal(sig, _on_signal)
     try:
         return run(args)
     except ClientError as exc:
         if args.json:
             print(json.dumps({"state": "ERROR", "msg": [str(exc)]}))
         else:
-            print(f"iplex: {exc}", file=sys.stderr)
+            print(f"iplex: {printable(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return EXIT_ERROR
+        return 128 + signal.SIGINT
+    except _Signalled as exc:
+        return 128 + exc.signum
+    except BrokenPipeError:
+        # stdout closed early (`iplex show all | head -1`): stop quietly, like other Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,9 +295,8 @@ def run(args: argparse.Namespace) -> int:
     fifo = fifo_path(conf)
     cdir = config_dir(conf)
     live = cdir.rstrip("/") + "_live"
-    common = {"loglevel": args.loglevel, "vfd_rid": args.rid}
+    common = {"loglevel": args.loglevel if args.loglevel is not None else 0, "vfd_rid": args.rid}
     cmd = args.command
-    export_file = None
     if cmd in ("add", "update"):
         path = os.path.join(cdir, _json_name(args.port_id))
         if not os.path.exists(path):
@@ -212,8 +308,7 @@ def run(args: argparse.Namespace) -> int:
             raise ClientError(f"VF live config for {args.port_id} doesn't exist: {os.path.join(live, name)}")
         params = {"filename": name}   # a bare name: resolved in the daemon's live directory
     elif cmd == "export":
-        export_file = os.path.join(cdir, f"iplex{os.getpid()}.exp")
-        params = {"filename": _json_name(os.path.basename(args.config_id)), "output": export_file}
+        params = {"filename": _json_name(os.path.basename(args.config_id))}
     elif cmd == "show":
         params = {"resource": args.what}
     elif cmd == "mirror":
@@ -225,24 +320,23 @@ def run(args: argparse.Namespace) -> int:
         params = {"resource": " ".join(x for x in (args.pf, args.vf) if x is not None) or "all"}
     else:
         params = {}
-    try:
-        reply = request(fifo, cmd, args.timeout, **params, **common)
-        ok = reply.get("state") == "OK"
-        lines = [str(x) for x in reply.get("msg", [])]
-        if args.json:
-            print(json.dumps(reply, indent=1))
-        elif export_file and ok:
-            with open(export_file) as f:
-                sys.stdout.write(f.read())
+    reply = request(fifo, cmd, args.timeout, socket_path=socket_of(conf, fifo), **params, **common)
+    ok = reply.get("state") == "OK"
+    msg = reply.get("msg")
+    lines = [printable(x) for x in msg] if isinstance(msg, list) else []
+    data = reply.get("data") if isinstance(reply.get("data"), dict) else {}
+    if args.json:
+        print(json.dumps(reply, indent=1))
+    elif cmd == "export" and ok and isinstance(data.get("config"), str):
+        sys.stdout.write(data["config"])       # exactly the live config's text
+        if lines:
             print("\n".join(lines), file=sys.stderr)
-        else:
+    else:
+        if lines:
             print("\n".join(lines), file=sys.stdout if ok else sys.stderr)
-    finally:
-        if export_file:
-            try:
-                os.unlink(export_file)
-            except OSError:
-                pass
+    sys.stdout.flush()                          # here, so a closed stdout is seen by main()
+    if cmd == "status" and ok and data.get("in_sync") is False:
+        return EXIT_ERROR                       # reported fields differ from the NIC (docs/iplex.md)
     return EXIT_OK if ok else EXIT_ERROR
 
 

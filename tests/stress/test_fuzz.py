@@ -55,13 +55,13 @@ def test_main_config_parser_only_raises_config_error(data):
 
 class Capture(RequestServer):
     def __init__(self):
-        super().__init__(loop=None, fifo_path="/tmp/vfd-fuzz/request", handler=self.handle)
+        super().__init__(fifo_path="/tmp/vfd-fuzz/request", handler=self.handle)
         self.handled = []
 
-    def handle(self, action, params):
+    def handle(self, action, params, requester_uid):
         assert isinstance(params, dict)
         self.handled.append(action)
-        return True, ["ok"]
+        return True, ["ok"], None
 
     def _reply(self, *a):
         pass

@@ -19,9 +19,11 @@ from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import Reply, VFManager
+from vfd.daemon.rundir import raise_fd_limit
 from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError
 from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
+from vfd.policy.authz import ROOT_ONLY, PermissionRefused, require_root
 from vfd.store import Store
 
 log = logging.getLogger("vfd")
@@ -116,6 +118,13 @@ class Daemon:
 
     def _dispatch(self, action: str, params: dict, uid: int | None):
         m = self.manager
+        if action in ROOT_ONLY:        # daemon-wide settings (vfd/policy/authz.py)
+            try:
+                require_root(action, "(a daemon-wide setting)", uid)
+            except PermissionRefused as exc:
+                log.warning("refused: %s", exc)
+                return Reply(False, [str(exc)], {"rule": "permission", "action": exc.action,
+                                                 "requester_uid": exc.requester_uid})
         filename = params.get("filename", params.get("resource"))
         if action == "add":
             return m.add(filename, requester_uid=uid)
@@ -173,14 +182,20 @@ class Daemon:
     # ---- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.store.ensure_dirs()
+        raise_fd_limit()
+        self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
+                                    socket_path=self.main.socket_path)
+        self.server.prepare()      # the run directory and the FIFO are checked before any NIC is touched
         self.manager.open_pfs()
         self.manager.restore()
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        self.server = RequestServer(self.loop, self.main.fifo, self.handle, self.main.fifo_group)
-        self.server.open()
+        if self.server is None:
+            self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
+                                        socket_path=self.main.socket_path)
+        self.server.open(self.loop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)

@@ -133,6 +133,9 @@ class MainConfig(StrictModel):
     config_dir: str = "/var/lib/vfd/config"
     fifo: str = "/var/lib/vfd/request"
     fifo_group: str | None = None
+    # Unix stream socket beside the FIFO, where the kernel tells vfd who asks (SO_PEERCRED); in the
+    # FIFO's directory; null = `<fifo>.sock`, false = none (docs/operations.md, Security).
+    socket: str | Literal[False] | None = None
     pid_fname: str = "/var/run/vfd.pid"
     stats_path: str = "/var/lib/vfd/stats"
     cpu_mask: Annotated[str, BeforeValidator(_cpu_mask)] = "0x04"
@@ -172,6 +175,10 @@ class MainConfig(StrictModel):
         if pf.mtu is not None:
             return pf.mtu
         return self.mtu if (self.mtu is not None and "default_mtu" not in self.model_fields_set) else self.default_mtu
+
+    @property
+    def socket_path(self) -> str | None:
+        return None if self.socket is False else (self.socket or self.fifo + ".sock")
 
     @property
     def live_dir(self) -> str:
