@@ -102,7 +102,7 @@ def test_update_name_must_match_and_port_must_be_live(vfd):
     assert r.returncode == 1 and "did not match" in r.stderr
     vfd.drop("vm9", vf_config(PF, 4))
     r = vfd.iplex("update", "vm9")
-    assert r.returncode == 1 and "not live; use add" in r.stderr
+    assert r.returncode == 1 and "is not a live VF config; use add" in r.stderr
 
 
 def test_delete_clears_vf_and_removes_file(vfd):

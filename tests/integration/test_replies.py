@@ -18,7 +18,7 @@ def test_status_data_and_in_sync(vfd):
     assert (data["port"], data["pf"], data["vf"], data["pci"]) == ("vm1", PF, 1, "0000:07:10.2")
     mirror = next(f for f in data["fields"] if f["field"] == "mirror")
     assert mirror == {"field": "mirror", "desired": {"target": 4, "direction": "in"},
-                      "programmed": {"direction": "in", "target": 4}, "differs": False}
+                      "programmed": {"direction": "in", "target": 4}, "differs": False, "state": "ok"}
     # the table aligns on the longest value (40 VLANs): every row's columns start at the same place
     lines = reply["msg"][1:-1]
     starts = {line.index(" " + json.dumps(False)) for line in lines if line.startswith("strip ")}

@@ -13,7 +13,8 @@ def test_ping_and_rid(vfd):
     r = vfd.iplex("ping")
     assert r.returncode == 0 and r.stdout.startswith("pong: ")
     reply = vfd.request("ping", vfd_rid="rid-42")
-    assert reply == {"action": "response", "vfd_rid": "rid-42", "state": "OK", "msg": [reply["msg"][0]]}
+    assert reply == {"action": "response", "vfd_rid": "rid-42", "state": "OK", "msg": [reply["msg"][0]],
+                     "data": {"protocol": reply["data"]["protocol"]}}
 
 
 def test_fifo_is_not_world_writable(vfd):
