@@ -8,7 +8,7 @@ The field names are the sim NIC's state format (docs/sim.md).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from vfd.capabilities import DriverProfile, Feature
 from vfd.errors import AdmissionError, CapabilityError
@@ -23,6 +23,22 @@ GATES = {
     "mac_anti_spoof": ("mac_anti_spoof", Feature.MAC_ANTI_SPOOF, False),
     "vlan_anti_spoof": ("vlan_anti_spoof", Feature.VLAN_ANTI_SPOOF, False),
 }
+
+
+# The one apply order (the original's, reference 5.2): mirror (its rule matches the VF's MAC), VLANs,
+# MACs (allow-list first, default last), rates, anti-spoof, strip/insert, the receive gates, link.
+# Each step names the program fields it sets; every backend walks these steps in this order.
+APPLY_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mirror", ("mirror",)),
+    ("vlans", ("vlans", "vlan_proto")),
+    ("macs", ("macs", "mac")),
+    ("rates", ("max_rate", "min_rate")),
+    ("anti_spoof", ("vlan_anti_spoof", "mac_anti_spoof")),
+    ("strip_insert", ("strip", "strip_ctag", "insert", "pcp")),
+    ("gates", ("bcast", "mcast", "uucast", "untagged")),
+    ("link", ("link",)),
+)
+APPLY_ORDER: tuple[str, ...] = tuple(f for _, names in APPLY_STEPS for f in names)
 
 
 @dataclass(frozen=True)
@@ -54,9 +70,10 @@ class VFProgram:
         return d
 
     def changed_fields(self, previous: "VFProgram | None") -> list[str]:
+        """The one diff: the fields that differ from `previous` (all of them without one), in APPLY_ORDER."""
         if previous is None:
-            return [f.name for f in fields(self)]
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(previous, f.name)]
+            return list(APPLY_ORDER)
+        return [f for f in APPLY_ORDER if getattr(self, f) != getattr(previous, f)]
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import random
 import urllib.parse
 from pathlib import Path
 
-from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats, pci_vf_address
+from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PFInfo, PortStats, pci_vf_address
 from vfd.backends.fswatch import DirWatch
 from vfd.capabilities import Feature, check_pf_settings, profile_for
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import PFConfig, SimNic
-from vfd.program import VFProgram, cleared_state
+from vfd.program import APPLY_ORDER, VFProgram, cleared_state, compare
 from vfd.store import atomic_write, remove_stale_temps
 
 log = logging.getLogger("vfd.sim")
@@ -185,18 +185,14 @@ class SimBackend(NicBackend):
         spf.dirty = True
 
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
+        """Set what the registers do not already hold (the one drift check says which), in the one
+        apply order; a program without a default MAC leaves the VF's own MAC alone."""
         spf = self._pf(pf_id)
         target = program.to_state()
-        if program.mac is None:          # leave the VF's own MAC alone
-            target["mac"] = spf.vf(vfid)["mac"]
-        current = spf.vf(vfid)
         faults = spf.faults()
-        # The original's order (reference 5.2): mirror, VLANs, MACs (allow-list first, default
-        # last), rates, anti-spoof, strip/insert, bcast, mcast, uucast, link.
-        order = ["mirror", "vlans", "vlan_proto", "macs", "mac", "max_rate", "min_rate", "vlan_anti_spoof",
-                 "mac_anti_spoof", "strip", "strip_ctag", "insert", "pcp", "bcast", "mcast", "uucast", "untagged", "link"]
-        for op in order:
-            if current.get(op) != target[op]:
+        differs = {c.field for c in compare(program, spf.vf(vfid)) if c.differs}
+        for op in APPLY_ORDER:
+            if op in differs:
                 self._set(spf, vfid, op, target[op], faults)
 
     def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
@@ -286,8 +282,5 @@ class SimBackend(NicBackend):
             self.watch = None
 
 
-_COUNTER_KEYS = ("rx_pkts", "rx_bytes", "rx_errors", "rx_dropped", "tx_pkts", "tx_bytes", "tx_errors", "spoofed")
-
-
 def _counters(d: dict) -> dict:
-    return {k: int(d.get(k, 0)) for k in _COUNTER_KEYS if isinstance(d.get(k, 0), int)}
+    return {k: int(d.get(k, 0)) for k in COUNTERS if isinstance(d.get(k, 0), int)}

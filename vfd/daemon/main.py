@@ -24,6 +24,7 @@ from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError
 from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
 from vfd.policy.authz import ROOT_ONLY, PermissionRefused, require_root
+from vfd.protocol import ACTIONS
 from vfd.store import Store
 
 log = logging.getLogger("vfd")
@@ -94,6 +95,8 @@ class Daemon:
         names = sorted({main.backend_of(pf) for pf in main.pciids})
         self.backends = {n: create_backend(n, main) for n in names}
         self.manager = VFManager(main, self.backends, self.store)
+        self.commands = self._command_table()
+        assert set(self.commands) == set(ACTIONS), "every protocol action has one handler"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: RequestServer | None = None
         self.stopping: asyncio.Event | None = None
@@ -117,7 +120,6 @@ class Daemon:
         return reply.ok, reply.lines, reply.data
 
     def _dispatch(self, action: str, params: dict, uid: int | None):
-        m = self.manager
         if action in ROOT_ONLY:        # daemon-wide settings (vfd/policy/authz.py)
             try:
                 require_root(action, "(a daemon-wide setting)", uid)
@@ -125,32 +127,30 @@ class Daemon:
                 log.warning("refused: %s", exc)
                 return Reply(False, [str(exc)], {"rule": "permission", "action": exc.action,
                                                  "requester_uid": exc.requester_uid})
-        filename = params.get("filename", params.get("resource"))
-        if action == "add":
-            return m.add(filename, requester_uid=uid)
-        if action == "update":
-            return m.update(filename, requester_uid=uid)
-        if action == "delete":
-            return m.delete(filename, requester_uid=uid)
-        if action == "status":
-            return m.status(filename)
-        if action == "show":
-            return m.show(params.get("resource", "all"))
-        if action == "ping":
-            return m.ping()
-        if action == "dump":
-            return m.dump()
-        if action == "mirror":
-            return m.mirror(params.get("resource"), requester_uid=uid)
-        if action == "export":
-            return m.export(filename, params.get("output"), requester_uid=uid)
-        if action == "verbose":
-            return self._verbose(params.get("loglevel"))
-        if action == "cpu_alarm":
-            return self._cpu_alarm(params.get("resource"))
-        if action == "clear_stats":
-            return m.clear_stats(params.get("resource", "all"), requester_uid=uid)
-        raise AssertionError(action)
+        return self.commands[action](params, uid)
+
+    def _command_table(self) -> dict:
+        """action -> handler(params, requester_uid): the one place a request reaches the manager.
+        The actions are the protocol's (vfd/protocol.py); the root-only ones are vfd/policy/authz.py's."""
+        m = self.manager
+
+        def filename(p: dict):
+            return p.get("filename", p.get("resource"))
+
+        return {
+            "add": lambda p, uid: m.add(filename(p), requester_uid=uid),
+            "update": lambda p, uid: m.update(filename(p), requester_uid=uid),
+            "delete": lambda p, uid: m.delete(filename(p), requester_uid=uid),
+            "status": lambda p, uid: m.status(filename(p)),
+            "show": lambda p, uid: m.show(p.get("resource", "all")),
+            "ping": lambda p, uid: m.ping(),
+            "dump": lambda p, uid: m.dump(),
+            "mirror": lambda p, uid: m.mirror(p.get("resource"), requester_uid=uid),
+            "export": lambda p, uid: m.export(filename(p), p.get("output"), requester_uid=uid),
+            "verbose": lambda p, uid: self._verbose(p.get("loglevel")),
+            "cpu_alarm": lambda p, uid: self._cpu_alarm(p.get("resource")),
+            "clear_stats": lambda p, uid: m.clear_stats(p.get("resource", "all"), requester_uid=uid),
+        }
 
     def _verbose(self, lvl: object) -> Reply:
         """The original's verbosity 0..5 (logsetup.LEVELS); anything else, or none, is refused."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from vfd import PROTOCOL_VERSION
@@ -25,11 +25,11 @@ from vfd.model.vfconfig import parse_vf_config
 from vfd.policy import authz
 from vfd.policy.admission import admit
 from vfd.policy.qos import normalise_shares
-from vfd.program import canonical, compare
+from vfd.program import compare
 from vfd.state import LiveVF, PFState
 from vfd.store import Store, StoreError, check_port_id
 from vfd.text import escape, shown
-from vfd.daemon import show as showfmt
+from vfd.daemon import views
 
 log = logging.getLogger("vfd.manager")
 
@@ -495,32 +495,9 @@ class VFManager:
         except VfdError as exc:
             return _err(f"unable to read VF state: {exc}")
         checks = compare(vf.program, actual, backend.unverifiable_fields(pf.id))
-        pci = backend.vf_pci_address(pf.id, vf.vfid)
-        mark = {"ok": "", "differs": "  MISMATCH", "unverifiable": "  (cannot be read back)"}
-        rows = [(c.field, canonical(c.desired), "-" if c.state != "ok" and c.programmed is None else
-                 canonical(c.programmed), mark[c.state]) for c in checks]
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("field", "desired", "programmed"))]
-        lines = [f"port {port_id}: name {vf.config.name!r}, PF {pf.id} ({pf.backend}, driver {pf.profile.driver}), "
-                 f"VF {vf.vfid}, PCI {pci or '-'}",
-                 f"{'field':<{widths[0]}}  {'desired':<{widths[1]}}  {'programmed':<{widths[2]}}".rstrip()]
-        for key, want, have, flag in rows:
-            lines.append(f"{key:<{widths[0]}}  {want:<{widths[1]}}  {have:<{widths[2]}}{flag}".rstrip())
-        mismatches = sum(c.differs for c in checks)
-        unverifiable = [c.field for c in checks if c.state == "unverifiable"]
-        err = self.apply_errors.get((pf.id, vf.vfid))
-        if err:
-            lines.append(f"last apply error: {err}")
-        if mismatches:
-            lines.append(f"{mismatches} field(s) differ from the config")
-        elif unverifiable:
-            lines.append(f"in sync where readable; {len(unverifiable)} field(s) cannot be read back from driver "
-                         f"{pf.profile.driver}: {', '.join(unverifiable)}")
-        else:
-            lines.append("in sync")
-        fields = [{"field": c.field, "desired": c.desired, "programmed": c.programmed, "differs": c.differs,
-                   "state": c.state} for c in checks]
-        return _ok(*lines, data={"port": port_id, "pf": pf.id, "vf": vf.vfid, "pci": pci, "in_sync": not mismatches,
-                                 "unverifiable": unverifiable, "fields": fields, "apply_error": err})
+        lines, data = views.status(port_id, vf, pf, checks, backend.vf_pci_address(pf.id, vf.vfid),
+                                   self.apply_errors.get((pf.id, vf.vfid)))
+        return _ok(*lines, data=data)
 
     def show(self, what: object) -> Reply:
         what = what if isinstance(what, str) else ""
@@ -539,20 +516,14 @@ class VFManager:
                 return _err(f"unknown target {shown(what.strip())}: {self._no_pf(what.strip())} (targets: all, pfs, "
                             f"extended, mirror, pci, a PF number or a PF id)")
             pfs = [pf]
-        lines, rows = [showfmt.HEADER], []
+        gathered = []
         for pf in pfs:
             backend = self.backends[pf.backend]
-            stats = self._stats(pf, None)
-            lines.append(showfmt.pf_row(pf.index, pf.id, stats))
-            row = {"index": pf.index, "pf": pf.id, "stats": asdict(stats), "vfs": []}
-            if w != "pfs":
-                for vfid in sorted(pf.vfs):
-                    pci, vstats = backend.vf_pci_address(pf.id, vfid), self._stats(pf, vfid)
-                    lines.append(showfmt.vf_row(vfid, pci, vstats))
-                    row["vfs"].append({"vf": vfid, "port": pf.vfs[vfid].port_id, "pci": pci, "stats": asdict(vstats)})
-                lines.append("")
-            rows.append(row)
-        return Reply(True, lines, {"pfs": rows})
+            stats = self._stats(pf, None)      # first: it refreshes what the VFs' counters are read from
+            vfs = None if w == "pfs" else [(vfid, backend.vf_pci_address(pf.id, vfid), self._stats(pf, vfid))
+                                           for vfid in sorted(pf.vfs)]
+            gathered.append((pf, stats, vfs))
+        return Reply(True, *views.show_stats(gathered))
 
     def _no_pf(self, arg: str) -> str:
         """"no PF 5" and the PFs there are: the one message for an unknown PF in any request."""
@@ -655,53 +626,14 @@ class VFManager:
         return pf
 
     def _show_extended(self) -> Reply:
-        lines, rows = [], []
-        for pf in self.pfs.values():
-            rows.append({"index": pf.index, "pf": pf.id, "backend": pf.backend, "driver": pf.profile.driver,
-                         "vfs_count": pf.vfs_count, "live": len(pf.vfs), "mtu": pf.mtu, "speed": pf.link_speed,
-                         "vlans_used": len(pf.vlan_refs), "vlan_filter_size": pf.profile.vlan_filter_size,
-                         "macs_used": pf.mac_total, "mac_table_size": pf.profile.mac_table_size,
-                         "min_rate_sum": pf.min_rate_sum,
-                         "qos_share_sums": {str(tc): pf.share_sum[tc] for tc in pf.tcs()} if pf.qos else None,
-                         "vfs": [{"vf": vfid, "port": vf.port_id, **vf.program.to_state()}
-                                 for vfid, vf in sorted(pf.vfs.items())]})
-            lines.append(f"port {pf.index}: {pf.id} backend {pf.backend} driver {pf.profile.driver} "
-                         f"vfs {pf.vfs_count} live {len(pf.vfs)} mtu {pf.mtu} speed {pf.link_speed} Mb/s")
-            lines.append(f"  distinct vlans {len(pf.vlan_refs)}/{pf.profile.vlan_filter_size}, macs "
-                         f"{pf.mac_total}/{pf.profile.mac_table_size}, guaranteed rate {pf.min_rate_sum:.3f}")
-            if pf.qos:
-                lines.append("  qos: TC share sums " + ", ".join(f"tc{tc} {pf.share_sum[tc]}%" for tc in pf.tcs())
-                             + (f"; last QoS error: {self.apply_errors[(pf.id, -1)]}" if (pf.id, -1) in self.apply_errors
-                                else ""))
-            for vfid in sorted(pf.vfs):
-                vf = pf.vfs[vfid]
-                rate = f"{vf.program.max_rate} Mb/s" if vf.program.max_rate else "unlimited"
-                lines.append(f"  vf {vfid}: {vf.port_id} vlans {list(vf.program.vlans)} mac {vf.program.mac} "
-                             f"strip {vf.program.strip} insert {vf.program.insert} rate {rate}")
-        return Reply(True, lines, {"pfs": rows})
+        return Reply(True, *views.show_extended(list(self.pfs.values()), self.apply_errors))
 
     def _show_pci(self) -> Reply:
-        """Every VF's PCI address: `pf <index> <pf id> vf <n> <pci> live <port>|free`, for agents that
-        map a VF's PCI address (what nova and the CNI know) to (PF, vfid); `data.vfs` the same as JSON."""
-        lines, rows = [], []
-        for pf in self.pfs.values():
-            backend = self.backends[pf.backend]
-            for vfid in range(pf.vfs_count):
-                port = pf.vfs[vfid].port_id if vfid in pf.vfs else None
-                pci = backend.vf_pci_address(pf.id, vfid)
-                lines.append(f"pf {pf.index} {pf.id} vf {vfid} {pci or '-'} " + (f"live {port}" if port else "free"))
-                rows.append({"pf_index": pf.index, "pf": pf.id, "vf": vfid, "pci": pci, "port": port})
-        return Reply(True, lines, {"vfs": rows})
+        return Reply(True, *views.show_pci([(pf, [self.backends[pf.backend].vf_pci_address(pf.id, vfid)
+                                                  for vfid in range(pf.vfs_count)]) for pf in self.pfs.values()]))
 
     def _show_mirrors(self) -> Reply:
-        lines, rows = [], []
-        for pf in self.pfs.values():
-            mirrors = [(vfid, vf.program.mirror) for vfid, vf in sorted(pf.vfs.items()) if vf.program.mirror]
-            lines.append(f"port {pf.index} has {len(mirrors)} mirrors:")
-            lines += [f"  vf {vfid} ({m[1]}) ==> vf {m[0]}" for vfid, m in mirrors]
-            rows += [{"pf_index": pf.index, "pf": pf.id, "vf": vfid, "direction": m[1], "target": m[0]}
-                     for vfid, m in mirrors]
-        return Reply(True, lines, {"mirrors": rows})
+        return Reply(True, *views.show_mirrors(list(self.pfs.values())))
 
     # ---- other actions ------------------------------------------------------------------------
     def mirror(self, resource: object, requester_uid: int | None = None) -> Reply:

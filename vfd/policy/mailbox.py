@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vfd.model.vfconfig import MAX_MACS_PER_VF   # the one per-VF MAC limit (config and guest alike)
+
 # Verdicts: enum rte_pmd_{ixgbe,i40e,bnxt}_mb_event_rsp (identical values in the three 22.11 headers).
 NOOP_ACK = 0
 NOOP_NACK = 1
@@ -223,7 +225,6 @@ QUEUES_DOWN = "queues_down"            # i40e: the VF disabled its queues or res
 REASSERT_PF = "reassert_pf"            # re-assert flow control and TX loopback on the PF
 DROP_ENABLE = "drop_enable"            # reset window opened: drop instead of blocking the VF's RX queues
 
-MAX_MACS_PER_VF = 64
 # A PF configured with MTU m accepts frames up to m + Ethernet header (14) + one VLAN tag (4) + FCS (4).
 # The original configured the PF's max frame to `mtu` itself and compared the guest's frame with it;
 # DPDK 22.11 configures the L3 MTU, so the frame limit is the MTU plus this overhead.

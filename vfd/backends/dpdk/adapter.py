@@ -18,7 +18,7 @@ from vfd.errors import BackendError
 from vfd.model.mainconfig import PFConfig
 from vfd.policy import mailbox as mbx
 from vfd.policy.qos import normalise_shares
-from vfd.program import VFProgram
+from vfd.program import APPLY_STEPS, VFProgram
 
 from . import ffi as real_ffi
 
@@ -29,7 +29,17 @@ log = logging.getLogger("vfd.dpdk")
 # Per-VF record: what vfd has put in the NIC, and what the guest was allowed to add
 # ---------------------------------------------------------------------------------------------------
 
-GATE_FIELDS = ("bcast", "mcast", "uucast", "untagged")
+GATE_FIELDS = dict(APPLY_STEPS)["gates"]
+
+
+@dataclass(frozen=True)
+class _Diff:
+    """The fields one apply changes (`VFProgram.changed_fields`); `full` without a previous program."""
+    fields: set[str]
+    full: bool
+
+    def __call__(self, *names: str) -> bool:
+        return self.full or not self.fields.isdisjoint(names)
 
 
 @dataclass
@@ -245,63 +255,70 @@ class PmdAdapter:
 
     # ---- the shared sequences ------------------------------------------------------------------
     def apply(self, vfid: int, rec: VFRecord, program: VFProgram, previous: VFProgram | None) -> None:
-        """Reference 5.2 steps 1-12.  With `previous`, only what differs; without, everything (the NIC may
-        have lost it).  `rec` follows each step that succeeded, so a later teardown or re-apply knows what
-        is in the NIC even after a failure half-way."""
-        full = previous is None
-
-        def changed(*names: str) -> bool:
-            return full or any(getattr(program, n) != getattr(previous, n) for n in names)
-
+        """Reference 5.2 steps 1-12, the steps of `vfd.program.APPLY_STEPS` in their order.  With `previous`,
+        only what differs (`VFProgram.changed_fields`); without, everything (the NIC may have lost it).
+        `rec` follows each step that succeeded, so a later teardown or re-apply knows what is in the NIC
+        even after a failure half-way."""
+        diff = _Diff(set(program.changed_fields(previous)), previous is None)
         if previous is not None and previous.mac != program.mac:
             rec.guest_mac = None            # the operator changed the default: the guest's choice goes
         rec.program = program
-        # 1. mirror (its rule matches the VF's MAC)
-        if changed("mirror", "mac") and (program.mirror is not None or rec.mirror_flows):
-            self.set_mirror(vfid, program, rec)
-        # 2. VLAN filter
-        if changed("vlans") or rec.vlans != set(program.vlans):
+        for step, _ in APPLY_STEPS:
+            getattr(self, f"_step_{step}")(vfid, rec, program, previous, diff)
+
+    def _step_mirror(self, vfid, rec, program, previous, diff) -> None:
+        if diff("mirror", "mac") and (program.mirror is not None or rec.mirror_flows):
+            self.set_mirror(vfid, program, rec)     # its rule matches the VF's MAC
+
+    def _step_vlans(self, vfid, rec, program, previous, diff) -> None:
+        if diff("vlans") or rec.vlans != set(program.vlans):
             remove = sorted(v for v in rec.vlans if v not in program.vlans)
-            add = list(program.vlans) if full else [v for v in program.vlans if v not in rec.vlans]
+            add = list(program.vlans) if diff.full else [v for v in program.vlans if v not in rec.vlans]
             for vlan in remove:                     # one at a time: the record stays exact on a failure
                 self.set_vlan_filter(vfid, add=[], remove=[vlan])
                 rec.vlans.discard(vlan)
             for vlan in add:
                 self.set_vlan_filter(vfid, add=[vlan], remove=[])
                 rec.vlans.add(vlan)
-        # 3. MACs: allow-list first (reverse order), default last
+
+    def _step_macs(self, vfid, rec, program, previous, diff) -> None:
+        """Allow-list first (reverse order), default last."""
         default = rec.effective_default()
         allow = list(program.macs)
-        if full or allow != rec.allow or default != rec.default:
-            added = allow if full else [m for m in allow if m not in rec.allow]
+        if diff.full or allow != rec.allow or default != rec.default:
+            added = allow if diff.full else [m for m in allow if m not in rec.allow]
             removed = [m for m in rec.allow if m not in allow]
-            set_default = default is not None and (full or default != rec.default)
+            set_default = default is not None and (diff.full or default != rec.default)
             rec.allow = rec.allow + [m for m in added if m not in rec.allow]   # a superset until it succeeds
             self.set_macs(vfid, default, allow, added, removed, set_default,
                           default_changed=default is not None and default != rec.default)
             rec.allow = allow
             if default is not None:
                 rec.default = default
-        # 4. rates
-        if changed("max_rate", "min_rate"):
+
+    def _step_rates(self, vfid, rec, program, previous, diff) -> None:
+        if diff("max_rate", "min_rate"):
             self.set_rates(vfid, program.max_rate, program.min_rate)
-        # 5. persistent VF counters (bnxt)
-        if full:
-            self.persist_stats(vfid)
-        # 6-7. VLAN anti-spoof, MAC anti-spoof
-        if changed("vlan_anti_spoof", "mac_anti_spoof"):
-            self.set_anti_spoof(vfid, vlan=program.vlan_anti_spoof if changed("vlan_anti_spoof") else None,
-                                mac=program.mac_anti_spoof if changed("mac_anti_spoof") else None)
-        # 8. strip / insert
-        if changed("strip", "insert"):
-            self.set_strip_insert(vfid, strip=program.strip if changed("strip") else None,
-                                  insert=program.insert if changed("insert") else None)
-        # 9-11 (+ untagged). broadcast, multicast, unknown unicast
-        gates = {g: getattr(program, g) for g in GATE_FIELDS if changed(g)}
+        if diff.full:
+            self.persist_stats(vfid)                # step 5: persistent VF counters (bnxt)
+
+    def _step_anti_spoof(self, vfid, rec, program, previous, diff) -> None:
+        if diff("vlan_anti_spoof", "mac_anti_spoof"):
+            self.set_anti_spoof(vfid, vlan=program.vlan_anti_spoof if diff("vlan_anti_spoof") else None,
+                                mac=program.mac_anti_spoof if diff("mac_anti_spoof") else None)
+
+    def _step_strip_insert(self, vfid, rec, program, previous, diff) -> None:
+        if diff("strip", "insert"):
+            self.set_strip_insert(vfid, strip=program.strip if diff("strip") else None,
+                                  insert=program.insert if diff("insert") else None)
+
+    def _step_gates(self, vfid, rec, program, previous, diff) -> None:
+        gates = {g: getattr(program, g) for g in GATE_FIELDS if diff(g)}
         if gates:
             self.set_rxmode(vfid, insert=program.insert, **gates)
-        # 12. link state
-        if changed("link") and (program.link != "auto" or previous is not None):
+
+    def _step_link(self, vfid, rec, program, previous, diff) -> None:
+        if diff("link") and (program.link != "auto" or previous is not None):
             self.set_link(vfid, program.link)
 
     def teardown(self, vfid: int, rec: VFRecord, random_mac: str) -> None:
