@@ -211,3 +211,91 @@ class FakeDevlink:
 
     def close(self):
         pass
+
+
+# ================================================================================ tc ==========
+TC_PARENTS = {0xFFFFFFF2: "ingress", 0xFFFFFFF3: "egress"}
+TC_MIRRED_SIZE = 28          # sizeof(struct tc_mirred)
+
+
+class FakeTc:
+    """The kernel's tc side for clsact qdiscs and matchall/mirred filters on a few netdevs."""
+
+    def __init__(self, ifindexes=(10, 11, 12, 13)):
+        self.devs = set(ifindexes)
+        self.clsact: set[int] = set()
+        # (ifindex, hook, pref) -> {"kind", "handle", "actions": [(kind, eaction, action, ifindex)]}
+        self.filters: dict[tuple[int, str, int], dict] = {}
+        self.requests: list[dict] = []
+
+    def request(self, build, flags):
+        raw = build(1, flags)
+        length, mtype, mflags, _seq, _ = struct.unpack_from("=IHHII", raw, 0)
+        assert length == len(raw)
+        family, _p1, _p2, ifindex, handle, parent, info = struct.unpack_from("=BBHiIII", raw, 16)
+        attrs = {t & 0x3FFF: v for t, v in walk(raw[36:])}
+        kind = attrs[1][:-1].decode() if 1 in attrs else None
+        if 1 in attrs:
+            assert attrs[1].endswith(b"\0"), "TCA_KIND not NUL terminated"
+        req = {"type": mtype, "ifindex": ifindex, "handle": handle, "parent": parent,
+               "pref": info >> 16, "proto": struct.unpack(">H", struct.pack("=H", info & 0xFFFF))[0],
+               "kind": kind, "flags": mflags}
+        self.requests.append(req)
+        if ifindex not in self.devs:
+            raise NetlinkError(errno.ENODEV)
+        if mtype == 36:                                   # RTM_NEWQDISC
+            assert (kind, parent, handle) == ("clsact", 0xFFFFFFF1, 0xFFFF0000), "clsact qdisc layout"
+            if ifindex in self.clsact:
+                raise NetlinkError(errno.EEXIST)
+            self.clsact.add(ifindex)
+            return []
+        if mtype in (44, 45, 46) and ifindex not in self.clsact:
+            raise NetlinkError(errno.EINVAL)              # no clsact: no such block
+        hook = TC_PARENTS.get(parent)
+        assert hook, f"parent {parent:#x} is not clsact ingress/egress"
+        if mtype == 44:                                   # RTM_NEWTFILTER
+            assert kind == "matchall" and req["proto"] == 0x0003, "matchall, protocol all"
+            key = (ifindex, hook, req["pref"])
+            if key in self.filters:
+                raise NetlinkError(errno.EEXIST)
+            self.filters[key] = {"kind": kind, "handle": handle, "actions": self._actions(attrs[2])}
+            req["actions"] = self.filters[key]["actions"]
+            return []
+        if mtype == 45:                                   # RTM_DELTFILTER
+            key = (ifindex, hook, req["pref"])
+            if key not in self.filters:
+                raise NetlinkError(errno.ENOENT)
+            del self.filters[key]
+            return []
+        if mtype == 46:                                   # RTM_GETTFILTER dump
+            return [self._answer(ifindex, parent, pref, f) for (ix, h, pref), f in self.filters.items()
+                    if ix == ifindex and h == hook]
+        raise AssertionError(f"unexpected message type {mtype}")
+
+    @staticmethod
+    def _actions(options: bytes) -> list:
+        acts = []
+        for t, v in walk(options):
+            assert t & 0x3FFF == 2, "matchall: only TCA_MATCHALL_ACT expected"
+            for prio, act in walk(v):
+                a = {t2 & 0x3FFF: v2 for t2, v2 in walk(act)}
+                akind = a[1][:-1].decode()
+                for t3, v3 in walk(a[2]):
+                    if t3 & 0x3FFF == 2:
+                        assert len(v3) == TC_MIRRED_SIZE, f"tc_mirred is {len(v3)} bytes, the kernel wants 28"
+                        _i, _c, action, _r, _b, eaction, target = struct.unpack("=IIiiiiI", v3)
+                        acts.append((akind, eaction, action, target))
+        return acts
+
+    @staticmethod
+    def _answer(ifindex, parent, pref, f) -> bytes:
+        acts = b""
+        for n, (akind, eaction, action, target) in enumerate(f["actions"], start=1):
+            parms = attr(2, struct.pack("=IIiiiiI", 0, 0, action, 1, 1, eaction, target))
+            acts += attr(n | NLA_F_NESTED, s(1, akind) + attr(2 | NLA_F_NESTED, parms))
+        body = struct.pack("=BBHiIII", 0, 0, 0, ifindex, f["handle"], parent, (pref << 16) | 0x0300)
+        body += s(1, f["kind"]) + attr(2 | NLA_F_NESTED, attr(2 | NLA_F_NESTED, acts))
+        return struct.pack("=IHHII", 16 + len(body), 44, NLM_F_MULTI, 1, 0) + body
+
+    def close(self):
+        pass
