@@ -299,3 +299,55 @@ class FakeTc:
 
     def close(self):
         pass
+
+
+# ================================================================================ dcbnl =======
+class FakeDcb:
+    """The kernel's dcbnl (net/dcb/dcbnl.c) for one netdev whose driver has IEEE DCB ops, or none."""
+
+    def __init__(self, ifname="eth0", has_ops=True, refuse_ets: int = 0):
+        self.ifname, self.has_ops, self.refuse_ets = ifname, has_ops, refuse_ets
+        self.dcbx = 0
+        self.ets: bytes | None = None
+        self.maxrate: bytes | None = None
+        self.requests: list[dict] = []
+
+    def request(self, build, flags):
+        raw = build(1, flags)
+        length, mtype, _f, _s, _p = struct.unpack_from("=IHHII", raw, 0)
+        assert length == len(raw)
+        family, cmd, _pad = struct.unpack_from("=BBH", raw, 16)
+        assert family == 0
+        attrs = {t & 0x3FFF: v for t, v in walk(raw[20:])}
+        assert attrs[1].endswith(b"\0") and attrs[1][:-1].decode() == self.ifname, "DCB_ATTR_IFNAME"
+        self.requests.append({"type": mtype, "cmd": cmd, "attrs": attrs})
+        if not self.has_ops:
+            raise NetlinkError(errno.EOPNOTSUPP)
+        if cmd == 23:                                      # DCB_CMD_SDCBX
+            assert mtype == 79 and len(attrs[14]) == 1, "DCB_ATTR_DCBX is a u8"
+            self.dcbx = attrs[14][0]
+            return [self._reply(79, cmd, attr(14, b"\0"))]
+        if cmd == 20:                                      # DCB_CMD_IEEE_SET
+            assert mtype == 79
+            ieee = {t & 0x3FFF: v for t, v in walk(attrs[13])}
+            assert len(ieee[1]) >= 59, "DCB_ATTR_IEEE_ETS shorter than struct ieee_ets"
+            if 7 in ieee:
+                assert len(ieee[7]) >= 64, "DCB_ATTR_IEEE_MAXRATE shorter than struct ieee_maxrate"
+            status = 0
+            if self.refuse_ets:
+                status = (-self.refuse_ets) & 0xFF
+            else:
+                self.ets, self.maxrate = ieee[1][:59], ieee.get(7)
+            return [self._reply(79, cmd, attr(13, bytes([status])))]
+        if cmd == 21:                                      # DCB_CMD_IEEE_GET
+            inner = attr(1, self.ets) if self.ets else b""
+            return [self._reply(78, cmd, s(1, self.ifname) + attr(13 | NLA_F_NESTED, inner))]
+        raise AssertionError(f"unexpected dcb cmd {cmd}")
+
+    @staticmethod
+    def _reply(mtype, cmd, attrs: bytes) -> bytes:
+        body = struct.pack("=BBH", 0, cmd, 0) + attrs
+        return struct.pack("=IHHII", 16 + len(body), mtype, 0, 1, 0) + body
+
+    def close(self):
+        pass
