@@ -36,7 +36,8 @@ from pathlib import Path
 from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats
 from vfd.backends.kernel import netlink as nl
 from vfd.backends.kernel.originals import OriginalStore
-from vfd.backends.kernel.profiles import driver_row, kernel_profile
+from vfd.backends.kernel.profiles import driver_row, kernel_profile, switchdev_profile
+from vfd.backends.kernel.switchdev import Switchdev
 from vfd.backends.kernel.sysfs import Sysfs
 from vfd.capabilities import DriverProfile
 from vfd.errors import BackendError
@@ -76,6 +77,7 @@ class KernelPF:
     link_up: bool | None = None
     check_handle: object = None
     last_drift: dict[int, float] = field(default_factory=dict)
+    sw: bool = False           # eswitch_mode switchdev: rates and mirrors through switchdev.py
 
     @property
     def id(self) -> str:
@@ -86,7 +88,7 @@ class KernelBackend(NicBackend):
     name = "kernel"
 
     def __init__(self, main: MainConfig, *, rtnl_factory=None, sysfs_root: str = "/sys",
-                 state_dir: str | Path | None = None, monitor_factory=None):
+                 state_dir: str | Path | None = None, monitor_factory=None, switchdev: Switchdev | None = None):
         super().__init__(main)
         nl.fix_vlan_info_padding()
         self.sysfs = Sysfs(sysfs_root)
@@ -101,6 +103,7 @@ class KernelBackend(NicBackend):
         self.sink = None
         self._poll_handle = None
         self.repairs = 0          # VF re-creations and drift reports, for tests and logs
+        self.switchdev = switchdev or Switchdev()
 
     # ================================================================================ PF =========
     def open_pf(self, pf: PFConfig) -> PFInfo:
@@ -121,7 +124,7 @@ class KernelBackend(NicBackend):
         if total is not None and want > total:
             raise BackendError(pf.id, "create VFs", f"vfs_count {want} exceeds sriov_totalvfs {total} of {ifname} "
                                                     f"(driver {driver})")
-        if pf.tclasses or pf.bw_grps:
+        if (pf.tclasses or pf.bw_grps) and pf.eswitch_mode != "switchdev":
             log.warning("PF %s: tclasses/bw_grps are ignored on the kernel backend (no per-TC QoS in rtnetlink)",
                         pf.id)
         kpf = KernelPF(cfg=pf, ifname=ifname, ifindex=self.sysfs.ifindex(ifname), driver=driver,
@@ -138,6 +141,10 @@ class KernelBackend(NicBackend):
         if pf.mtu is not None:
             self._set_mtu(kpf, pf.mtu)
         kpf.speed = self.sysfs.speed(ifname) or pf.speed or 0
+        if pf.eswitch_mode == "switchdev":                          # --- switchdev hook
+            self.switchdev.open(pf, ifname, driver, kpf.speed, want)
+            kpf.sw = True
+            kpf.profile = profile = switchdev_profile(profile)
         log.info("kernel PF %s: netdev %s (ifindex %s), driver %s, %d VFs, %s Mb/s", pf.id, ifname, kpf.ifindex,
                  driver, want, kpf.speed or "unknown")
         return PFInfo(pf_id=pf.id, driver=driver, profile=profile, vfs_count=want, link_speed=kpf.speed)
@@ -240,6 +247,8 @@ class KernelBackend(NicBackend):
         self.repairs += 1
         self._create_vfs(kpf, f"found {found} VFs where {kpf.want_vfs} are configured (driver reload or "
                               f"sriov_numvfs reset?)")
+        if kpf.sw:                                                  # --- switchdev hook
+            self.switchdev.reopen(kpf.id, kpf.want_vfs)
         log.warning("PF %s: %d VFs re-created; their programs are re-applied", kpf.id, kpf.want_vfs)
         event = NicEvent("vfs_gone", kpf.id, detail=f"{found} of {kpf.want_vfs} VFs found; re-created")
         if self.sink is not None and self.loop is not None:
@@ -254,7 +263,7 @@ class KernelBackend(NicBackend):
         if program.vlans and not program.strip:
             raise BackendError(kpf.id, "set vlan", "a VLAN without strip_stag needs a VLAN filter list, which "
                                                    "rtnetlink lacks (admission should have refused it)")
-        if len(program.vlans) > 1 or program.macs or program.mirror:
+        if len(program.vlans) > 1 or program.macs or (program.mirror and not kpf.sw):
             raise BackendError(kpf.id, "program", "VLAN filter lists, MAC allow-lists and mirrors are not "
                                                   "reachable through rtnetlink")
         vlan = program.vlans[0] if program.vlans else 0
@@ -339,7 +348,7 @@ class KernelBackend(NicBackend):
         """
         snap = self._ready(kpf, vfid, fresh=True)
         before = dict(snap.vfs[vfid])
-        target = make_target(before)
+        target = self._rtnl_part(kpf, make_target(before))
         ops = self._changed_ops(before, target)
         if not ops:
             return
@@ -357,11 +366,20 @@ class KernelBackend(NicBackend):
                            f"driver {kpf.driver} accepted the change but reports {detail} (some drivers ignore "
                            f"settings silently); the VF was put back as it was", vfid)
 
+    @staticmethod
+    def _rtnl_part(kpf: KernelPF, target: dict) -> dict:
+        """In switchdev mode the rates are the devlink leaf's (switchdev.py), never IFLA_VF_RATE."""
+        if kpf.sw:
+            target = {**target, "min_tx_rate": None, "max_tx_rate": None}
+        return target
+
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
         """Send only what differs from what the NIC reports (always a subset of program vs previous)."""
         kpf = self._pf(pf_id)
         with self._locks[(pf_id, vfid)]:
             self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
+            if kpf.sw:                                              # --- switchdev hook
+                self.switchdev.apply_vf(pf_id, vfid, program)
             self.programs[(pf_id, vfid)] = program
             kpf.last_drift.pop(vfid, None)
 
@@ -385,6 +403,8 @@ class KernelBackend(NicBackend):
                     return {"mac": mac, "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q, "spoofchk": cur.get("spoofchk"),
                             "trust": False, "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
                 what = "clear"
+            if kpf.sw:                                              # --- switchdev hook: rates, mirror off
+                self.switchdev.apply_vf(pf_id, vfid, None)
             self._program(kpf, vfid, target, what)     # raises with the VF (and its program) kept
             self.programs.pop((pf_id, vfid), None)
             if original is not None:
@@ -405,7 +425,7 @@ class KernelBackend(NicBackend):
         row = driver_row(kpf.driver)
         vlan = k["vlan"]
         trust = k["trust"]
-        return {
+        state = {
             "mac": k["mac"], "macs": [], "vlans": [vlan] if vlan else [], "strip": bool(vlan), "insert": vlan,
             "vlan_proto": "802.1ad" if (vlan and k["proto"] == nl.ETH_P_8021AD) else "802.1q",
             "mac_anti_spoof": k["spoofchk"],
@@ -415,10 +435,22 @@ class KernelBackend(NicBackend):
             "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
             "pcp": k["qos"], "strip_ctag": False, "present": True,
         }
+        if kpf.sw:                                                  # --- switchdev hook
+            sw = self.switchdev.read_vf(pf_id, vfid)
+            state.update(max_rate=sw["max_rate"], min_rate=sw["min_rate"], mirror=sw["mirror"])
+        return state
 
     def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
         """The VF in rtnetlink terms (mac, vlan, qos, proto, spoofchk, trust, rates, link_state)."""
         return self._read(self._pf(pf_id), fresh=True).vfs.get(vfid)
+
+    def apply_qos(self, pf_id: str, tclasses: list[dict], shares: dict[int, dict[int, int]]) -> None:
+        """Only in switchdev mode (dcbnl + devlink rate tc-bw, switchdev.py); legacy mode refuses."""
+        kpf = self._pf(pf_id)
+        if not kpf.sw:
+            return super().apply_qos(pf_id, tclasses, shares)
+        self.switchdev.apply_qos(pf_id, tclasses, shares,
+                                 {vfid: p for (pid, vfid), p in self.programs.items() if pid == pf_id})
 
     # ========================================================================== counters =========
     def pf_stats(self, pf_id: str) -> PortStats:
@@ -525,16 +557,18 @@ class KernelBackend(NicBackend):
                 if pf_id != kpf.id:
                     continue
                 have = snap.vfs.get(vfid)
-                target = self.target_of(kpf, program, have)
+                target = self._rtnl_part(kpf, self.target_of(kpf, program, have))
                 bad = self._mismatches(have or {}, target)
-                if not bad:
+                sw_bad = self.switchdev.mismatches(kpf.id, vfid, program) if kpf.sw else []
+                if not bad and not sw_bad:
                     continue
                 # A repair that keeps failing must not loop on its own events: once per interval.
                 if now - kpf.last_drift.get(vfid, -1e9) < self.main.reconcile_interval:
                     continue
                 kpf.last_drift[vfid] = now
                 self.repairs += 1
-                detail = ", ".join(f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad)
+                detail = ", ".join([f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad]
+                                   + sw_bad)
                 log.warning("drift on PF %s VF %d: %s; re-applying", kpf.id, vfid, detail)
                 raised.append(NicEvent("drift", kpf.id, vfid, detail=detail))
         except BackendError as exc:
@@ -577,6 +611,7 @@ class KernelBackend(NicBackend):
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
+        self.switchdev.close()
         try:
             self.rtnl.close()
         except Exception:  # noqa: BLE001

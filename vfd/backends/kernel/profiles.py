@@ -129,3 +129,14 @@ def kernel_profile(driver: str, max_vfs: int | None = None) -> DriverProfile:
         mac_table_size=max(vfs, 1), vlan_filter_size=vlan_size, fixed=fixed,
         mac_anti_spoof_default=row.spoofchk_default, coupled=coupled, requires=(),
     )
+
+
+# What switchdev mode adds (switchdev.py): rates through devlink rate leaves, mirrors through tc on
+# the VF representors, per-TC QoS through dcbnl and devlink rate tc-bw (refused at start-up where
+# the kernel or the driver lacks them).
+SWITCHDEV_FEATURES = frozenset({F.MAX_RATE, F.MIN_RATE, F.MIRROR, F.QOS})
+
+
+def switchdev_profile(profile: DriverProfile) -> DriverProfile:
+    """The PF's kernel profile with what switchdev mode reaches."""
+    return DriverProfile(**{**profile.__dict__, "features": profile.features | SWITCHDEV_FEATURES})
