@@ -48,7 +48,7 @@ _Dl = _wrap("vfd.backends.kernel.devlink.Devlink")
 _Tc = _wrap("vfd.backends.kernel.tcmirror.TcMirror")
 _Dcb = _wrap("vfd.backends.kernel.dcb.Dcb")
 
-GROUPS = {"tclasses": [{"pri": 0, "min_bw": 40}, {"pri": 1, "min_bw": 60, "max_bw": 50}],
+GROUPS = {"tclasses": [{"pri": 0, "min_bw": 40}, {"pri": 1, "min_bw": 20, "max_bw": 50}],
           "bw_grps": {"bwg0": [0], "bwg1": [1]}}
 
 
@@ -63,9 +63,9 @@ def test_start_up_sets_switchdev_finds_representors_makes_group_nodes_and_widens
     info = sw.open()
     assert sw.devlink.mode == "switchdev"
     assert sorted(sw.backend.switchdev.pfs[PCI].reps) == [0, 1, 2, 3]
-    # bwg0: 40% of 10 Gb/s guaranteed, no cap; bwg1: 60% guaranteed, capped at 50%
+    # bwg0: 40% of 10 Gb/s guaranteed, no cap; bwg1: 20% guaranteed, capped at 50%
     assert sw.devlink.nodes == {"vfd_bwg0": {"tx_share": 4000 * MB, "tx_max": 0},
-                                "vfd_bwg1": {"tx_share": 6000 * MB, "tx_max": 5000 * MB}}
+                                "vfd_bwg1": {"tx_share": 2000 * MB, "tx_max": 5000 * MB}}
     assert info.profile.has(Feature.MIRROR) and info.profile.has(Feature.QOS)
 
 
@@ -153,3 +153,13 @@ def test_eswitch_mode_is_a_kernel_backend_key():
     assert "eswitch_mode 'switchdev' only applies to the kernel backend" in str(ei.value)
     with pytest.raises(ConfigError):
         parse_main_config('{"backend": "kernel", "pciids": [{"id": "x", "eswitch_mode": "offload"}]}', "vfd.cfg")
+
+
+def test_a_group_guarantee_is_capped_at_its_cap_and_the_link():
+    from vfd.backends.kernel.switchdev import group_rates
+    pf = PFConfig(id="x", eswitch_mode="switchdev", tclasses=[{"pri": 1, "min_bw": 50, "max_bw": 30},
+                                                               {"pri": 3, "min_bw": 70}],
+                  bw_grps={"bwg1": [1], "bwg3": [1, 3]})
+    r = group_rates(pf, 10000)
+    assert (r["vfd_bwg1"].tx_share, r["vfd_bwg1"].tx_max) == (3000, 3000)      # 50% guaranteed, capped at 30%
+    assert (r["vfd_bwg3"].tx_share, r["vfd_bwg3"].tx_max) == (10000, 0)        # 120% -> the link

@@ -18,7 +18,8 @@ switchdev interfaces and the kernel backend calls it from small hooks (backend.p
   `mismatches` names what differs from the program (the backend's drift check repairs it).
 
 Node rates: a group's `tx_share` is the link speed x the sum of its TCs' `min_bw` %, its `tx_max`
-the link speed x the largest `max_bw` % of its TCs (0, unlimited, when that is 100).
+the link speed x the largest `max_bw` % of its TCs (0, unlimited, when that is 100); the share is
+capped at the link speed and at `tx_max`.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def group_rates(cfg: PFConfig, speed: int) -> dict[str, Rate]:
     for group, tcs in sorted(cfg.bw_grps.items()):
         share = sum(by_tc[tc].min_bw if tc in by_tc else 1 for tc in tcs)
         top = max((by_tc[tc].max_bw if tc in by_tc else 100 for tc in tcs), default=100)
-        out[node_name(group)] = Rate(tx_share=min(speed, speed * share // 100),
-                                     tx_max=0 if top >= 100 else speed * top // 100)
+        cap = 0 if top >= 100 else speed * top // 100
+        # a guarantee above the cap is meaningless (and refused: tx_share <= tx_max)
+        out[node_name(group)] = Rate(tx_share=min(speed, speed * share // 100, cap or speed), tx_max=cap)
     return out
 
 
