@@ -4,7 +4,8 @@ rtnetlink reaches one default MAC, one port VLAN (strip and insert together, wit
 spoofchk, trust, a max and a min TX rate and a forced link state per VF. It has no VLAN filter list,
 no separate strip/insert, no broadcast / multicast / unknown-unicast / untagged gates, no loopback,
 no mirroring and no MAC allow-list, so the kernel profile of every driver lacks those features, and
-admission refuses configs that need them, naming the feature and the driver.
+admission refuses configs that need them, naming the feature and the driver. Switchdev mode
+(`switchdev_profile`, below) adds rates, mirroring and QoS through devlink, tc and dcbnl.
 
 Per driver, the table below says which of the reachable ops the driver implements (its
 `ndo_set_vf_*`) and which it refuses. Source: the drivers of Debian's 6.1 kernel
