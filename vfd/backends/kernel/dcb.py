@@ -27,7 +27,6 @@ import struct
 from dataclasses import dataclass
 
 from pyroute2.netlink import NLA_F_NESTED, nla, nlmsg
-from pyroute2.netlink.exceptions import NetlinkError
 
 from vfd.backends.kernel.nlsock import NlSocket
 from vfd.policy.qos import normalise_shares
@@ -192,4 +191,4 @@ class Dcb:
         self.nl.close()
 
 
-__all__ = ["Dcb", "DcbError", "DcbPlan", "Ets", "plan", "tc_count", "NetlinkError"]
+__all__ = ["Dcb", "DcbError", "DcbPlan", "Ets", "plan", "tc_count"]

@@ -18,7 +18,6 @@ devlink family's maxattr: a kernel whose policy stops before attribute 180 does 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 
 from pyroute2.netlink import NLA_F_NESTED, genlmsg, nla
@@ -271,14 +270,3 @@ def _encode(m, mtype: int, seq: int, flags: int) -> bytes:
 def kernel_release() -> str:
     return os.uname().release
 
-
-def attr_layout(raw: bytes, offset: int = 20) -> list[tuple[int, bytes]]:
-    """(type, payload) of each top-level attribute of a genetlink message (for checks and tests)."""
-    out = []
-    while offset + 4 <= len(raw):
-        length, atype = struct.unpack_from("=HH", raw, offset)
-        if length < 4:
-            break
-        out.append((atype, raw[offset + 4:offset + length]))
-        offset += (length + 3) & ~3
-    return out
