@@ -155,7 +155,9 @@ class FakeDevlink:
                 obj[k] = req[k]
         if "parent" in req:
             if req["parent"] and req["parent"] not in self.nodes:
-                raise NetlinkError(errno.EINVAL)
+                raise NetlinkError(errno.ENODEV)
+            if req["parent"] and obj.get("parent"):
+                raise NetlinkError(errno.EBUSY)     # "Rate object already has parent." (even the same one)
             obj["parent"] = req["parent"] or None
         if "tc_bws" in req:
             if self.maxattr < 180:

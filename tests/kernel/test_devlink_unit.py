@@ -48,7 +48,10 @@ def test_leaf_rate_in_bytes_per_second_with_parent_and_noparent():
     assert leaves[129] == Rate(tx_share=10, tx_max=500, parent="vfd_bwg1")
     assert nodes["vfd_bwg1"] == Rate(tx_share=100, tx_max=1000)
     assert leaves[128] == Rate()
-    dl.set_leaf(H, 129, Rate(tx_max=200))            # noparent: an empty parent name
+    n = len(fake.requests)
+    dl.set_leaf(H, 129, Rate(tx_max=300, parent="vfd_bwg1"), "vfd_bwg1")   # same parent: not sent (EBUSY)
+    assert "parent" not in fake.requests[-1] and len(fake.requests) == n + 1
+    dl.set_leaf(H, 129, Rate(tx_max=200), "vfd_bwg1")            # noparent: an empty parent name
     assert fake.requests[-1]["parent"] == ""
     assert fake.leaves[129]["parent"] is None
     dl.del_node(H, "vfd_bwg1")
@@ -69,3 +72,13 @@ def test_refusal_is_a_netlink_error_with_the_errno():
     with pytest.raises(NetlinkError) as ei:
         dl.set_leaf(H, 129, Rate(tx_max=5))
     assert ei.value.code == errno.ENODEV
+
+
+def test_moving_a_leaf_between_nodes_goes_through_noparent():
+    fake, dl = make(mode="switchdev")
+    dl.new_node(H, "vfd_bwg0", Rate())
+    dl.new_node(H, "vfd_bwg1", Rate())
+    dl.set_leaf(H, 130, Rate(tx_max=10, parent="vfd_bwg0"))
+    dl.set_leaf(H, 130, Rate(tx_max=10, parent="vfd_bwg1"), "vfd_bwg0")
+    assert [r.get("parent") for r in fake.requests[-2:]] == ["", "vfd_bwg1"]
+    assert fake.leaves[130]["parent"] == "vfd_bwg1"

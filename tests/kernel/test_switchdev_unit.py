@@ -163,3 +163,16 @@ def test_a_group_guarantee_is_capped_at_its_cap_and_the_link():
     r = group_rates(pf, 10000)
     assert (r["vfd_bwg1"].tx_share, r["vfd_bwg1"].tx_max) == (3000, 3000)      # 50% guaranteed, capped at 30%
     assert (r["vfd_bwg3"].tx_share, r["vfd_bwg3"].tx_max) == (10000, 0)        # 120% -> the link
+
+
+def test_a_leaf_keeps_its_parent_unsent_and_moves_to_another_through_noparent(sw):
+    """The kernel answers EBUSY to a parent for a rate object that has one, even the same."""
+    info = sw.open()
+    prog = sw.program(info, vfid=1, rate=0.05, queues=[{"priority": 3, "share": "10%"}])   # TC 1: bwg1
+    sw.backend.apply_vf(PCI, 1, prog, None)
+    sw.devlink.leaves[129]["tx_max"] = 9 * MB                        # drift in the rate only
+    sw.backend.apply_vf(PCI, 1, prog, prog)
+    assert sw.devlink.leaves[129] == {"tx_share": 0, "tx_max": 500 * MB, "parent": "vfd_bwg1"}
+    moved = sw.program(info, vfid=1, rate=0.05, queues=[{"priority": 1, "share": "10%"}])  # TC 0: bwg0
+    sw.backend.apply_vf(PCI, 1, moved, prog)
+    assert sw.devlink.leaves[129]["parent"] == "vfd_bwg0"

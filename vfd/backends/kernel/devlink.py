@@ -222,7 +222,7 @@ class Devlink:
         return leaves, nodes
 
     @staticmethod
-    def _rate_attrs(rate: Rate, with_parent: bool = True) -> list:
+    def _rate_attrs(rate: Rate, with_parent: bool = False) -> list:
         attrs = [("DEVLINK_ATTR_RATE_TX_SHARE", mbit_to_bytes(rate.tx_share)),
                  ("DEVLINK_ATTR_RATE_TX_MAX", mbit_to_bytes(rate.tx_max))]
         if with_parent:
@@ -234,18 +234,27 @@ class Devlink:
                       for tc in range(MAX_TCS)]
         return attrs
 
-    def set_leaf(self, h: Handle, port_index: int, rate: Rate) -> None:
-        """`devlink port function rate set DEV/PORT tx_share S tx_max M parent P|noparent`."""
-        self._do(CMD_RATE_SET, _dev(h) + [("DEVLINK_ATTR_PORT_INDEX", port_index)] + self._rate_attrs(rate))
+    def set_leaf(self, h: Handle, port_index: int, rate: Rate, current_parent: str | None = None) -> None:
+        """`devlink port function rate set DEV/PORT tx_share S tx_max M [parent P|noparent]`.
+
+        The parent is sent only when it changes: the kernel answers EBUSY ("Rate object already has
+        parent") to a parent for an object that has one, even the same one, so moving a leaf from
+        one node to another is `noparent` first, then the new parent.
+        """
+        port = _dev(h) + [("DEVLINK_ATTR_PORT_INDEX", port_index)]
+        if rate.parent == current_parent:
+            self._do(CMD_RATE_SET, port + self._rate_attrs(rate))
+            return
+        if current_parent and rate.parent:
+            self._do(CMD_RATE_SET, port + [("DEVLINK_ATTR_RATE_PARENT_NODE_NAME", "")])
+        self._do(CMD_RATE_SET, port + self._rate_attrs(rate, with_parent=True))
 
     def new_node(self, h: Handle, name: str, rate: Rate) -> None:
         """`devlink port function rate add DEV/NAME tx_share S tx_max M` (nodes have no parent here)."""
-        self._do(CMD_RATE_NEW, _dev(h) + [("DEVLINK_ATTR_RATE_NODE_NAME", name)]
-                 + self._rate_attrs(rate, with_parent=False))
+        self._do(CMD_RATE_NEW, _dev(h) + [("DEVLINK_ATTR_RATE_NODE_NAME", name)] + self._rate_attrs(rate))
 
     def set_node(self, h: Handle, name: str, rate: Rate) -> None:
-        self._do(CMD_RATE_SET, _dev(h) + [("DEVLINK_ATTR_RATE_NODE_NAME", name)]
-                 + self._rate_attrs(rate, with_parent=False))
+        self._do(CMD_RATE_SET, _dev(h) + [("DEVLINK_ATTR_RATE_NODE_NAME", name)] + self._rate_attrs(rate))
 
     def del_node(self, h: Handle, name: str) -> None:
         self._do(CMD_RATE_DEL, _dev(h) + [("DEVLINK_ATTR_RATE_NODE_NAME", name)])

@@ -174,7 +174,7 @@ class Switchdev:
             for name in sorted(n for n in nodes if n.startswith(NODE_PREFIX) and n not in spf.nodes):
                 for port, leaf in leaves.items():       # a group no longer configured: unparent, delete
                     if leaf.parent == name:
-                        self.devlink.set_leaf(spf.handle, port, Rate(leaf.tx_share, leaf.tx_max, None))
+                        self.devlink.set_leaf(spf.handle, port, Rate(leaf.tx_share, leaf.tx_max, None), name)
                 self.devlink.del_node(spf.handle, name)
             for name, rate in spf.nodes.items():
                 have = nodes.get(name)
@@ -211,7 +211,7 @@ class Switchdev:
             have = self.devlink.rates(spf.handle)[0].get(rep.index, Rate())
             if (have.tx_share, have.tx_max, have.parent) != (want.tx_share, want.tx_max, want.parent) \
                     or (want.tc_bw and have.tc_bw != {tc: want.tc_bw.get(tc, 0) for tc in range(8)}):
-                self.devlink.set_leaf(spf.handle, rep.index, want)
+                self.devlink.set_leaf(spf.handle, rep.index, want, have.parent)
         except NetlinkError as exc:
             raise self._fail(spf, spf.driver, f"devlink port function rate set {spf.handle}/{rep.index} "
                                               f"tx_share {want.tx_share}mbit tx_max {want.tx_max}mbit "
