@@ -1,7 +1,7 @@
 """Runs tests/kernel/guest INSIDE the kernel lab: one QEMU guest (Debian's 6.1 kernel + netdevsim)
 for the whole suite, with a real vfd daemon on the kernel backend. Needs root (apt, QEMU's 9p
-export of /); the guest itself needs no network. ~5-10 minutes (legacy and switchdev suites), most of it Python imports under
-software emulation."""
+export of /); the guest itself needs no network. ~5-10 minutes (legacy and switchdev suites), most
+of it Python imports under software emulation."""
 
 from __future__ import annotations
 
