@@ -1,7 +1,7 @@
 """Runs tests/kernel/guest INSIDE the kernel lab: one QEMU guest (Debian's 6.1 kernel + netdevsim)
 for the whole suite, with a real vfd daemon on the kernel backend. Needs root (apt, QEMU's 9p
-export of /); the guest itself needs no network. ~2-3 minutes, most of it Python imports under
-software emulation."""
+export of /); the guest itself needs no network. ~5-10 minutes (legacy and switchdev suites), most
+of it Python imports under software emulation."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tools" / "kernel-lab"
-GUEST_TIMEOUT = 600      # the whole guest run, boot included: three daemon starts (~4-5 min on a loaded host)
+GUEST_TIMEOUT = 1200     # the whole guest run, boot included: legacy (three daemon starts, ~4-5 min on a loaded host) and switchdev (~3-6 min)
 
 pytestmark = [
     pytest.mark.kernel_lab,

@@ -63,6 +63,7 @@ class PFConfig(StrictModel):
     vf_driver: str | None = None
     vfs_count: int | None = Field(default=None, ge=0, le=256)
     speed: int | None = Field(default=None, gt=0)
+    eswitch_mode: Literal["legacy", "switchdev"] = "legacy"   # kernel backend: docs/kernel.md "Switchdev mode"
     sim: SimNic | None = None
 
     @field_validator("bw_grps")
@@ -165,6 +166,9 @@ class MainConfig(StrictModel):
         for i, pf in enumerate(self.pciids):
             if pf.sim is not None and self.backend_of(pf) != "sim":
                 raise ValueError(f"pciids[{i}] ({pf.id}): 'sim' settings only apply to the sim backend")
+            if pf.eswitch_mode != "legacy" and self.backend_of(pf) != "kernel":
+                raise ValueError(f"pciids[{i}] ({pf.id}): eswitch_mode {pf.eswitch_mode!r} only applies to the "
+                                 f"kernel backend")
         return self
 
     # ---- derived values -------------------------------------------------------------------

@@ -43,7 +43,8 @@ from pathlib import Path
 from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats
 from vfd.backends.kernel import netlink as nl
 from vfd.backends.kernel.originals import OriginalStore
-from vfd.backends.kernel.profiles import driver_row, kernel_profile
+from vfd.backends.kernel.profiles import driver_row, kernel_profile, switchdev_profile
+from vfd.backends.kernel.switchdev import Switchdev
 from vfd.backends.kernel.sysfs import Sysfs
 from vfd.capabilities import DriverProfile
 from vfd.errors import BackendError
@@ -87,6 +88,7 @@ class KernelPF:
     turn_snap: nl.LinkSnapshot | None = None     # the read serving the rest of this loop turn
     staged: dict[int, tuple] = field(default_factory=dict)   # start-up: vfid -> ("apply"|"clear", program)
     in_sync: dict[int, tuple] = field(default_factory=dict)  # vfid -> (program, VF bytes) last seen matching
+    sw: bool = False           # eswitch_mode switchdev: rates and mirrors through switchdev.py
 
     @property
     def id(self) -> str:
@@ -97,7 +99,8 @@ class KernelBackend(NicBackend):
     name = "kernel"
 
     def __init__(self, main: MainConfig, *, rtnl_factory=None, sysfs_root: str = "/sys",
-                 state_dir: str | Path | None = None, monitor_factory=None, batch_startup: bool = True):
+                 state_dir: str | Path | None = None, monitor_factory=None, batch_startup: bool = True,
+                 switchdev: Switchdev | None = None):
         super().__init__(main)
         self.sysfs = Sysfs(sysfs_root)
         self.rtnl = (rtnl_factory or nl.Rtnl)()
@@ -114,6 +117,7 @@ class KernelBackend(NicBackend):
         self.staging = batch_startup   # until attach(): VF changes wait for flush() and go out in batches
         self.startup_errors: dict[tuple[str, int], str] = {}
         self.repairs = 0          # VF re-creations and drift reports, for tests and logs
+        self.switchdev = switchdev or Switchdev()
 
     # ================================================================================ PF =========
     def open_pf(self, pf: PFConfig) -> PFInfo:
@@ -134,7 +138,7 @@ class KernelBackend(NicBackend):
         if total is not None and want > total:
             raise BackendError(pf.id, "create VFs", f"vfs_count {want} exceeds sriov_totalvfs {total} of {ifname} "
                                                     f"(driver {driver})")
-        if pf.tclasses or pf.bw_grps:
+        if (pf.tclasses or pf.bw_grps) and pf.eswitch_mode != "switchdev":
             log.warning("PF %s: tclasses/bw_grps are ignored on the kernel backend (no per-TC QoS in rtnetlink)",
                         pf.id)
         kpf = KernelPF(cfg=pf, ifname=ifname, ifindex=self.sysfs.ifindex(ifname), driver=driver,
@@ -153,6 +157,10 @@ class KernelBackend(NicBackend):
         if pf.promiscuous:
             self._set_promisc(kpf)
         kpf.speed = self.sysfs.speed(ifname) or pf.speed or 0
+        if pf.eswitch_mode == "switchdev":                          # --- switchdev hook
+            self.switchdev.open(pf, ifname, driver, kpf.speed, want)
+            kpf.sw = True
+            kpf.profile = profile = switchdev_profile(profile)
         log.info("kernel PF %s: netdev %s (ifindex %s), driver %s, %d VFs, %s Mb/s", pf.id, ifname, kpf.ifindex,
                  driver, want, kpf.speed or "unknown")
         return PFInfo(pf_id=pf.id, driver=driver, profile=profile, vfs_count=want, link_speed=kpf.speed)
@@ -303,6 +311,8 @@ class KernelBackend(NicBackend):
         self.repairs += 1
         self._create_vfs(kpf, f"found {found} VFs where {kpf.want_vfs} are configured (driver reload or "
                               f"sriov_numvfs reset?)")
+        if kpf.sw:                                                  # --- switchdev hook
+            self.switchdev.reopen(kpf.id, kpf.want_vfs)
         log.warning("PF %s: %d VFs re-created; their programs are re-applied", kpf.id, kpf.want_vfs)
         event = NicEvent("vfs_gone", kpf.id, detail=f"{found} of {kpf.want_vfs} VFs found; re-created")
         if self.sink is not None and self.loop is not None:
@@ -317,7 +327,7 @@ class KernelBackend(NicBackend):
         if program.vlans and not program.strip:
             raise BackendError(kpf.id, "set vlan", "a VLAN without strip_stag needs a VLAN filter list, which "
                                                    "rtnetlink lacks (admission should have refused it)")
-        if len(program.vlans) > 1 or program.macs or program.mirror:
+        if len(program.vlans) > 1 or program.macs or (program.mirror and not kpf.sw):
             raise BackendError(kpf.id, "program", "VLAN filter lists, MAC allow-lists and mirrors are not "
                                                   "reachable through rtnetlink")
         vlan = program.vlans[0] if program.vlans else 0
@@ -403,7 +413,7 @@ class KernelBackend(NicBackend):
         """
         snap = self._ready(kpf, vfid)
         before = dict(snap.vfs[vfid])
-        target = make_target(before)
+        target = self._rtnl_part(kpf, make_target(before))
         ops = self._changed_ops(before, target)
         if not ops:
             return
@@ -433,6 +443,13 @@ class KernelBackend(NicBackend):
         else:
             kpf.in_sync.pop(vfid, None)
 
+    @staticmethod
+    def _rtnl_part(kpf: KernelPF, target: dict) -> dict:
+        """In switchdev mode the rates are the devlink leaf's (switchdev.py), never IFLA_VF_RATE."""
+        if kpf.sw:
+            target = {**target, "min_tx_rate": None, "max_tx_rate": None}
+        return target
+
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
         """Send only what differs from what the NIC reports (always a subset of program vs previous).
 
@@ -441,12 +458,16 @@ class KernelBackend(NicBackend):
         with self._locks[(pf_id, vfid)]:
             if self.staging:
                 self.target_of(kpf, program, None)
+                if kpf.sw:                                          # --- switchdev hook (not batched)
+                    self.switchdev.apply_vf(pf_id, vfid, program)
                 self._stage(kpf, vfid, "apply", program)
                 self.programs[(pf_id, vfid)] = program
                 kpf.last_drift.pop(vfid, None)
                 return
             self._commit(kpf)
             self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
+            if kpf.sw:                                              # --- switchdev hook
+                self.switchdev.apply_vf(pf_id, vfid, program)
             self.programs[(pf_id, vfid)] = program
             kpf.last_drift.pop(vfid, None)
             self._mark_in_sync(kpf, vfid, program)
@@ -472,6 +493,8 @@ class KernelBackend(NicBackend):
             if original is None and previous is None and vfid not in kpf.staged:
                 self.programs.pop((pf_id, vfid), None)
                 return                        # vfd never changed this VF: not ours to touch
+            if kpf.sw:                                              # --- switchdev hook: rates, mirror off
+                self.switchdev.apply_vf(pf_id, vfid, None)
             if self.staging:
                 self._stage(kpf, vfid, "clear", previous)
                 return
@@ -532,7 +555,7 @@ class KernelBackend(NicBackend):
                 original = self.originals.get(kpf.id, vfid)
                 (make_target, what), restored = self._clear_target(original), original is not None
             before = dict(snap.vfs[vfid])
-            target = make_target(before)
+            target = self._rtnl_part(kpf, make_target(before))
             plan.append(_Change(vfid, kind, program, before, target, self._changed_ops(before, target),
                                 make_target, what, restored))
         changes = [c for c in plan if c.ops]
@@ -622,7 +645,7 @@ class KernelBackend(NicBackend):
         row = driver_row(kpf.driver)
         vlan = k["vlan"]
         trust = k["trust"]
-        return {
+        state = {
             "mac": k["mac"], "macs": [], "vlans": [vlan] if vlan else [], "strip": bool(vlan), "insert": vlan,
             "vlan_proto": "802.1ad" if (vlan and k["proto"] == nl.ETH_P_8021AD) else "802.1q",
             "mac_anti_spoof": k["spoofchk"],
@@ -632,12 +655,24 @@ class KernelBackend(NicBackend):
             "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
             "pcp": k["qos"], "strip_ctag": False, "present": True,
         }
+        if kpf.sw:                                                  # --- switchdev hook
+            sw = self.switchdev.read_vf(pf_id, vfid)
+            state.update(max_rate=sw["max_rate"], min_rate=sw["min_rate"], mirror=sw["mirror"])
+        return state
 
     def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
         """The VF in rtnetlink terms (mac, vlan, qos, proto, spoofchk, trust, rates, link_state)."""
         kpf = self._pf(pf_id)
         self._commit(kpf)
         return self._read(kpf, fresh=True).vfs.get(vfid)
+
+    def apply_qos(self, pf_id: str, tclasses: list[dict], shares: dict[int, dict[int, int]]) -> None:
+        """Only in switchdev mode (dcbnl + devlink rate tc-bw, switchdev.py); legacy mode refuses."""
+        kpf = self._pf(pf_id)
+        if not kpf.sw:
+            return super().apply_qos(pf_id, tclasses, shares)
+        self.switchdev.apply_qos(pf_id, tclasses, shares,
+                                 {vfid: p for (pid, vfid), p in self.programs.items() if pid == pf_id})
 
     # ========================================================================== counters =========
     def pf_stats(self, pf_id: str) -> PortStats:
@@ -769,12 +804,14 @@ class KernelBackend(NicBackend):
                     continue
                 raw = raw_of(vfid)
                 seen = kpf.in_sync.get(vfid)
-                if raw is not None and seen is not None and seen[0] is program and seen[1] == raw:
+                if raw is not None and seen is not None and seen[0] is program and seen[1] == raw and not kpf.sw:
                     continue                  # the same bytes that matched this program last time
+                                              # (switchdev: devlink and tc state is not in those bytes)
                 have = snap.vfs.get(vfid)
-                target = self.target_of(kpf, program, have)
+                target = self._rtnl_part(kpf, self.target_of(kpf, program, have))
                 bad = self._mismatches(have or {}, target)
-                if not bad:
+                sw_bad = self.switchdev.mismatches(kpf.id, vfid, program) if kpf.sw else []
+                if not bad and not sw_bad:
                     if raw is not None:
                         kpf.in_sync[vfid] = (program, raw)
                     continue
@@ -783,7 +820,8 @@ class KernelBackend(NicBackend):
                     continue
                 kpf.last_drift[vfid] = now
                 self.repairs += 1
-                detail = ", ".join(f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad)
+                detail = ", ".join([f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad]
+                                   + sw_bad)
                 log.warning("drift on PF %s VF %d: %s; re-applying", kpf.id, vfid, detail)
                 raised.append(NicEvent("drift", kpf.id, vfid, detail=detail))
         except BackendError as exc:
@@ -834,6 +872,7 @@ class KernelBackend(NicBackend):
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
+        self.switchdev.close()
         try:
             self.rtnl.close()
         except Exception:  # noqa: BLE001

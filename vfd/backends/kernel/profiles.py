@@ -4,7 +4,8 @@ rtnetlink reaches one default MAC, one port VLAN (strip and insert together, wit
 spoofchk, trust, a max and a min TX rate and a forced link state per VF. It has no VLAN filter list,
 no separate strip/insert, no broadcast / multicast / unknown-unicast / untagged gates, no loopback,
 no mirroring and no MAC allow-list, so the kernel profile of every driver lacks those features, and
-admission refuses configs that need them, naming the feature and the driver.
+admission refuses configs that need them, naming the feature and the driver. Switchdev mode
+(`switchdev_profile`, below) adds rates, mirroring and QoS through devlink, tc and dcbnl.
 
 Per driver, the table below says which of the reachable ops the driver implements (its
 `ndo_set_vf_*`) and which it refuses. Source: the drivers of Debian's 6.1 kernel
@@ -129,3 +130,14 @@ def kernel_profile(driver: str, max_vfs: int | None = None) -> DriverProfile:
         mac_table_size=max(vfs, 1), vlan_filter_size=vlan_size, fixed=fixed,
         mac_anti_spoof_default=row.spoofchk_default, coupled=coupled, requires=(),
     )
+
+
+# What switchdev mode adds (switchdev.py): rates through devlink rate leaves, mirrors through tc on
+# the VF representors, per-TC QoS through dcbnl and devlink rate tc-bw (refused at start-up where
+# the kernel or the driver lacks them).
+SWITCHDEV_FEATURES = frozenset({F.MAX_RATE, F.MIN_RATE, F.MIRROR, F.QOS})
+
+
+def switchdev_profile(profile: DriverProfile) -> DriverProfile:
+    """The PF's kernel profile with what switchdev mode reaches."""
+    return DriverProfile(**{**profile.__dict__, "features": profile.features | SWITCHDEV_FEATURES})
