@@ -35,7 +35,7 @@ from vfd.capabilities import Feature
 from vfd.errors import AdmissionError, BackendError, CapabilityError
 from vfd.model.mainconfig import MainConfig, PFConfig
 from vfd.model.vfconfig import VFConfig
-from vfd.program import build_program
+from vfd.program import build_program, compare
 
 PCI = "0000:07:00.0"
 IFNAME = "enp7s0f0"
@@ -121,7 +121,7 @@ class FakeNIC:
                      ("IFLA_VF_TX_RATE", {"vf": i, "tx_rate": v["max_tx_rate"]}),
                      ("IFLA_VF_SPOOFCHK", {"vf": i, "spoofchk": int(v["spoofchk"])}),
                      ("IFLA_VF_LINK_STATE", {"vf": i, "link_state": v["link_state"]}),
-                     ("IFLA_VF_TRUST", {"vf": i, "trust": int(v["trust"])}),
+                     ("IFLA_VF_TRUST", {"vf": i, "trust": nl.U32_UNSET if v["trust"] is None else int(v["trust"])}),
                      ("IFLA_VF_VLAN_LIST", {"attrs": [("IFLA_VF_VLAN_INFO", {"vf": i, "vlan": v["vlan"], "qos": v["qos"],
                                                                              "proto": v["proto"]})]})]
             if not ext_mask & nl.RTEXT_FILTER_SKIP_STATS:
@@ -681,7 +681,7 @@ def test_drift_is_reported_once_per_interval_and_vanished_vfs_are_recreated(rig)
     rig.backend.sink = events.append
     rig.nic.vfs[1]["vlan"] = 999                                   # `ip link set PF vf 1 vlan 999` by hand
     assert [e.kind for e in rig.backend.check_pf(PCI)] == ["drift"]
-    assert events[0].vfid == 1 and "vlan 999 (want 100)" in events[0].detail
+    assert events[0].vfid == 1 and "vlans [999] (want [100])" in events[0].detail
     assert rig.backend.check_pf(PCI) == []                         # a failing repair must not loop
     rig.backend.apply_vf(PCI, 1, p, None)                          # what the manager does on 'drift'
     assert rig.nic.vfs[1]["vlan"] == 100
@@ -694,6 +694,24 @@ def test_drift_is_reported_once_per_interval_and_vanished_vfs_are_recreated(rig)
     rig.backend.loop = Loop()
     rig.backend.check_pf(PCI)
     assert events[-1].kind == "vfs_gone" and sorted(rig.nic.vfs) == [0, 1, 2, 3]
+
+
+def test_trust_a_driver_does_not_report_is_unverifiable_for_status_and_the_check_alike(rig):
+    """One drift check: a driver that reports trust unset makes neither status nor the backend's own
+    check call the VF drifted (both use vfd.program.compare); status says it cannot be read back."""
+    info = rig.open()
+    p = rig.program(info)
+    rig.backend.apply_vf(PCI, 1, p, None)
+    rig.nic.vfs[1]["trust"] = None                          # the driver leaves IFLA_VF_TRUST unset
+    assert rig.backend.check_pf(PCI) == []
+    checks = {c.field: c.state for c in compare(p, rig.backend.read_vf(PCI, 1),
+                                                 rig.backend.unverifiable_fields(PCI))}
+    assert checks["uucast"] == "unverifiable" and "differs" not in checks.values()
+    rig.nic.vfs[1]["vlan"] = 999                            # real drift is still found by both
+    assert [e.kind for e in rig.backend.check_pf(PCI)] == ["drift"]
+    checks = {c.field: c.state for c in compare(p, rig.backend.read_vf(PCI, 1),
+                                                 rig.backend.unverifiable_fields(PCI))}
+    assert checks["vlans"] == "differs" and checks["uucast"] == "unverifiable"
 
 
 def test_link_events_on_the_daemon_loop(rig):
@@ -724,7 +742,7 @@ def test_link_events_on_the_daemon_loop(rig):
     rig.backend._monitor_factory = lambda: nl.Monitor(a)
     asyncio.run(run())
     assert [(e.kind, e.vfid) for e in events] == [("drift", 1)]
-    assert "trust on (want off)" in events[0].detail
+    assert "uucast true (want false)" in events[0].detail
 
 
 def test_parse_link_events_reads_type_index_and_name():

@@ -50,7 +50,7 @@ from vfd.capabilities import DriverProfile
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import MainConfig, PFConfig
-from vfd.program import VFProgram
+from vfd.program import FieldCheck, VFProgram, canonical, compare
 
 log = logging.getLogger("vfd.kernel")
 
@@ -58,6 +58,7 @@ LINK_STATE = {"auto": 0, "on": 1, "off": 2}
 LINK_NAME = {v: k for k, v in LINK_STATE.items()}
 PROTO = {"802.1q": nl.ETH_P_8021Q, "802.1ad": nl.ETH_P_8021AD}
 PROGRAM_KEYS = tuple(f.name for f in dataclasses.fields(VFProgram))
+SWITCHDEV_FIELDS = {"max_rate", "min_rate", "mirror"}   # devlink rate and tc in switchdev mode
 
 CACHE_AGE = 0.25        # no event loop yet (start-up, tools): a PF read this recent serves read_vf and
                         # the counters; on the loop a read serves the rest of its turn (_read)
@@ -323,13 +324,9 @@ class KernelBackend(NicBackend):
 
     # ======================================================================== programming ========
     def target_of(self, kpf: KernelPF, program: VFProgram, current: dict | None) -> dict:
-        """The kernel attributes that express `program` (the trust mapping is here)."""
-        if program.vlans and not program.strip:
-            raise BackendError(kpf.id, "set vlan", "a VLAN without strip_stag needs a VLAN filter list, which "
-                                                   "rtnetlink lacks (admission should have refused it)")
-        if len(program.vlans) > 1 or program.macs or (program.mirror and not kpf.sw):
-            raise BackendError(kpf.id, "program", "VLAN filter lists, MAC allow-lists and mirrors are not "
-                                                  "reachable through rtnetlink")
+        """The kernel attributes that express `program` (the trust mapping is here). What rtnetlink cannot
+        express (VLAN filter lists, allow-lists, legacy-mode mirrors) never gets here: the PF's profile
+        (profiles.py) lacks those features, so admission refuses the config."""
         vlan = program.vlans[0] if program.vlans else 0
         qos = int(getattr(program, "pcp", 0) or 0) if vlan else 0
         mac = program.mac if program.mac is not None else (current or {}).get("mac")
@@ -453,11 +450,10 @@ class KernelBackend(NicBackend):
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
         """Send only what differs from what the NIC reports (always a subset of program vs previous).
 
-        At start-up (staging) the change waits for flush(); what no NIC could take is refused now."""
+        At start-up (staging) the change waits for flush()."""
         kpf = self._pf(pf_id)
         with self._locks[(pf_id, vfid)]:
             if self.staging:
-                self.target_of(kpf, program, None)
                 if kpf.sw:                                          # --- switchdev hook (not batched)
                     self.switchdev.apply_vf(pf_id, vfid, program)
                 self._stage(kpf, vfid, "apply", program)
@@ -642,23 +638,50 @@ class KernelBackend(NicBackend):
         k = snap.vfs.get(vfid)
         if k is None or snap.num_vf != kpf.want_vfs:
             return {**{key: None for key in PROGRAM_KEYS}, "pcp": None, "present": False}
-        row = driver_row(kpf.driver)
-        vlan = k["vlan"]
-        trust = k["trust"]
-        state = {
-            "mac": k["mac"], "macs": [], "vlans": [vlan] if vlan else [], "strip": bool(vlan), "insert": vlan,
-            "vlan_proto": "802.1ad" if (vlan and k["proto"] == nl.ETH_P_8021AD) else "802.1q",
-            "mac_anti_spoof": k["spoofchk"],
-            "vlan_anti_spoof": k["spoofchk"] if row.spoofchk_is_vlan_too else True,
-            "bcast": True, "mcast": True, "uucast": trust, "untagged": False,
-            "max_rate": k["max_tx_rate"], "min_rate": k["min_tx_rate"],
-            "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
-            "pcp": k["qos"], "strip_ctag": False, "present": True,
-        }
+        state = self._state(kpf, k)
         if kpf.sw:                                                  # --- switchdev hook
             sw = self.switchdev.read_vf(pf_id, vfid)
             state.update(max_rate=sw["max_rate"], min_rate=sw["min_rate"], mirror=sw["mirror"])
         return state
+
+    @staticmethod
+    def _state(kpf: KernelPF, k: dict) -> dict:
+        """A VF's rtnetlink attributes in VFProgram.to_state() terms (read_vf and the drift check)."""
+        row = driver_row(kpf.driver)
+        vlan = k["vlan"]
+        return {
+            "mac": k["mac"], "macs": [], "vlans": [vlan] if vlan else [], "strip": bool(vlan), "insert": vlan,
+            "vlan_proto": "802.1ad" if (vlan and k["proto"] == nl.ETH_P_8021AD) else "802.1q",
+            "mac_anti_spoof": k["spoofchk"],
+            "vlan_anti_spoof": k["spoofchk"] if row.spoofchk_is_vlan_too else True,
+            "bcast": True, "mcast": True, "uucast": k["trust"], "untagged": False,
+            "max_rate": k["max_tx_rate"], "min_rate": k["min_tx_rate"],
+            "link": LINK_NAME.get(k["link_state"], str(k["link_state"])), "mirror": None,
+            "pcp": k["qos"], "strip_ctag": False, "present": True,
+        }
+
+    @staticmethod
+    def _unreported(kpf: KernelPF, k: dict | None) -> set[str]:
+        """Program fields a VF's attributes do not report: a driver without trust or spoofchk in its
+        IFLA_VF_INFO (then vfd sends only an explicit "on" and cannot read the setting back)."""
+        out = set()
+        if k is not None and k.get("trust") is None:
+            out.add("uucast")
+        if k is not None and k.get("spoofchk") is None:
+            out.add("mac_anti_spoof")
+            if driver_row(kpf.driver).spoofchk_is_vlan_too:
+                out.add("vlan_anti_spoof")
+        return out
+
+    def unverifiable_fields(self, pf_id: str) -> frozenset[str]:
+        kpf = self._pf(pf_id)
+        snap = kpf.snap
+        if snap is None:
+            return frozenset()
+        out: set[str] = set()
+        for vfid in range(snap.num_vf):
+            out |= self._unreported(kpf, snap.vfs.get(vfid))
+        return frozenset(out)
 
     def read_kernel_vf(self, pf_id: str, vfid: int) -> dict | None:
         """The VF in rtnetlink terms (mac, vlan, qos, proto, spoofchk, trust, rates, link_state)."""
@@ -808,8 +831,11 @@ class KernelBackend(NicBackend):
                     continue                  # the same bytes that matched this program last time
                                               # (switchdev: devlink and tc state is not in those bytes)
                 have = snap.vfs.get(vfid)
-                target = self._rtnl_part(kpf, self.target_of(kpf, program, have))
-                bad = self._mismatches(have or {}, target)
+                # The one drift check (vfd.program.compare), as status has it; in switchdev mode the
+                # rates and the mirror are devlink's and tc's (switchdev.mismatches), not rtnetlink's.
+                skip = self._unreported(kpf, have) | (SWITCHDEV_FIELDS if kpf.sw else set())
+                bad = [c for c in compare(program, self._state(kpf, have), frozenset(skip)) if c.differs] \
+                    if have is not None else [FieldCheck("present", True, False, "differs")]
                 sw_bad = self.switchdev.mismatches(kpf.id, vfid, program) if kpf.sw else []
                 if not bad and not sw_bad:
                     if raw is not None:
@@ -820,8 +846,8 @@ class KernelBackend(NicBackend):
                     continue
                 kpf.last_drift[vfid] = now
                 self.repairs += 1
-                detail = ", ".join([f"{a} {_show(a, (have or {}).get(a))} (want {_show(a, target[a])})" for a in bad]
-                                   + sw_bad)
+                detail = ", ".join([f"{c.field} {canonical(c.programmed)} (want {canonical(c.desired)})"
+                                    for c in bad] + sw_bad)
                 log.warning("drift on PF %s VF %d: %s; re-applying", kpf.id, vfid, detail)
                 raised.append(NicEvent("drift", kpf.id, vfid, detail=detail))
         except BackendError as exc:
