@@ -19,6 +19,7 @@ import os
 import socket
 import struct
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -1128,3 +1129,44 @@ def test_the_kernel_backend_does_not_import_all_of_pyroute2():
             "print(IPRoute.__name__, pyroute2.__version__ != 'unknown', config.__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["[]", "IPRoute True pyroute2.config"]
+
+
+def test_slow_vf_recreation_never_holds_a_request_and_the_pf_is_reapplied_when_they_appear(rig, monkeypatch):
+    """On the daemon's loop a request waits at most LOOP_VF_WAIT for re-created VFs (here 0: the driver
+    has not made them yet), is answered with an error naming the wait, and the rest of the wait runs from
+    the loop's timers; when the VFs appear the PF is re-applied (a vfs_gone event), sriov_numvfs written once."""
+    import vfd.backends.kernel.backend as kb
+    monkeypatch.setattr(kb, "LOOP_VF_WAIT", 0.0)
+    info = rig.open()
+    p = rig.program(info)
+    rig.backend.apply_vf(PCI, 1, p, None)
+    timers, events = [], []
+
+    class Loop:
+        def call_later(self, delay, fn, *args):
+            timers.append((fn, args))
+            return types.SimpleNamespace(cancel=lambda: None)
+
+        def call_soon(self, fn, *args):
+            fn(*args)
+    rig.backend.loop, rig.backend.sink = Loop(), events.append
+    slow = rig.backend.sysfs.set_numvfs
+    rig.backend.sysfs.set_numvfs = lambda ifname, n: rig.numvfs_writes.append(n)   # the driver is slow
+    (rig.sysdev / "sriov_numvfs").write_text("0\n")                 # VFs gone (driver reload)
+    rig.nic.num()
+    rig.backend.pfs[PCI].snap = None
+    with pytest.raises(BackendError, match=r"create VFs .*only 0 VFs after 0s.*re-applies"):
+        rig.backend.apply_vf(PCI, 1, p, None)
+    writes = len(rig.numvfs_writes)
+    with pytest.raises(BackendError, match="being re-created"):
+        rig.backend.apply_vf(PCI, 1, p, None)                       # no second sriov_numvfs write
+    assert len(rig.numvfs_writes) == writes and len(timers) == 1 and events == []
+    fn, args = timers.pop()
+    fn(*args)                                                       # still none: it looks again later
+    assert len(timers) == 1 and events == []
+    slow(IFNAME, 4)                                                 # the driver made them
+    fn, args = timers.pop()
+    fn(*args)
+    assert [e.kind for e in events] == ["vfs_gone"] and timers == []
+    rig.backend.apply_vf(PCI, 1, p, None)                           # what the manager does on vfs_gone
+    assert rig.nic.vfs[1]["vlan"] == 100

@@ -63,6 +63,9 @@ SWITCHDEV_FIELDS = {"max_rate", "min_rate", "mirror"}   # devlink rate and tc in
 CACHE_AGE = 0.25        # no event loop yet (start-up, tools): a PF read this recent serves read_vf and
                         # the counters; on the loop a read serves the rest of its turn (_read)
 VF_WAIT = 30.0          # seconds to wait for VFs to appear after writing sriov_numvfs
+LOOP_VF_WAIT = 3.0      # on the daemon's loop (a request, a check): at most this long, far under iplex's
+                        # 30 s; the rest of VF_WAIT is waited off the loop (_watch_vfs), then the PF re-applied
+VF_POLL = 0.1           # how often the off-loop wait looks
 EVENT_DELAY = 0.05      # events are coalesced: one PF read per burst
 
 
@@ -84,6 +87,7 @@ class KernelPF:
     snap: nl.LinkSnapshot | None = None
     link_up: bool | None = None
     check_handle: object = None
+    vf_wait_handle: object = None  # the off-loop wait for re-created VFs (_watch_vfs)
     last_drift: dict[int, float] = field(default_factory=dict)
     gen: int = 0                  # rtnetlink events seen for this PF: a read taken at another count is stale
     turn_snap: nl.LinkSnapshot | None = None     # the read serving the rest of this loop turn
@@ -285,6 +289,9 @@ class KernelBackend(NicBackend):
     # ========================================================================== VF creation ======
     def _create_vfs(self, kpf: KernelPF, why: str) -> None:
         want = kpf.want_vfs
+        if kpf.vf_wait_handle is not None:      # written already: the off-loop wait says when they are back
+            raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
+                               f"the VFs are being re-created (driver {kpf.driver}); try again when they are back")
         log.warning("PF %s (%s): %s: setting sriov_numvfs to %d", kpf.id, kpf.ifname, why, want)
         try:
             current = self.sysfs.numvfs(kpf.ifname) or 0
@@ -296,26 +303,64 @@ class KernelBackend(NicBackend):
             raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
                                f"{exc.strerror or exc} from driver {kpf.driver}") from None
         self._forget(kpf)
-        deadline = time.monotonic() + VF_WAIT
+        on_loop = self.loop is not None
+        start = time.monotonic()
+        budget = LOOP_VF_WAIT if on_loop else VF_WAIT
         while True:             # VF creation may be asynchronous: wait for netlink (and PCI) to show them
-            snap = self._read(kpf, fresh=True)
-            pci_ok = kpf.pci is None or self.sysfs.virtfn_links(kpf.ifname) >= want
-            if snap.num_vf == want and len(snap.vfs) == want and pci_ok:
+            found = self._vfs_found(kpf)
+            if found is None:
                 return
-            if time.monotonic() > deadline:
-                raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
-                                   f"only {snap.num_vf} VFs after {VF_WAIT:.0f}s (driver {kpf.driver})")
+            if time.monotonic() - start >= budget:
+                break
             time.sleep(0.05)
+        if not on_loop:
+            raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
+                               f"only {found} VFs after {VF_WAIT:.0f}s (driver {kpf.driver})")
+        self._watch_vfs(kpf, start + VF_WAIT)
+        raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
+                           f"only {found} VFs after {budget:.0f}s (driver {kpf.driver}); vfd keeps waiting up to "
+                           f"{VF_WAIT:.0f}s without holding requests and re-applies the PF's VFs when they appear")
+
+    def _vfs_found(self, kpf: KernelPF) -> int | None:
+        """None when all configured VFs are there (netlink and PCI); else how many netlink shows."""
+        snap = self._read(kpf, fresh=True)
+        pci_ok = kpf.pci is None or self.sysfs.virtfn_links(kpf.ifname) >= kpf.want_vfs
+        if snap.num_vf == kpf.want_vfs and len(snap.vfs) == kpf.want_vfs and pci_ok:
+            return None
+        return snap.num_vf
+
+    def _watch_vfs(self, kpf: KernelPF, deadline: float) -> None:
+        """The rest of the wait for re-created VFs, off the loop's requests: a look every VF_POLL."""
+        if kpf.vf_wait_handle is None:
+            kpf.vf_wait_handle = self.loop.call_later(VF_POLL, self._look_for_vfs, kpf, deadline)
+
+    def _look_for_vfs(self, kpf: KernelPF, deadline: float) -> None:
+        kpf.vf_wait_handle = None
+        try:
+            found = self._vfs_found(kpf)
+        except BackendError as exc:
+            found = f"unreadable ({exc})"
+        if found is None:
+            self._vfs_back(kpf, "re-created", notify_later=False)
+        elif time.monotonic() >= deadline:
+            log.error("PF %s: only %s of %d VFs after %.0fs (driver %s); the next check tries again", kpf.id, found,
+                      kpf.want_vfs, VF_WAIT, kpf.driver)
+        else:
+            self._watch_vfs(kpf, deadline)
 
     def _recreate(self, kpf: KernelPF, found: int, notify_later: bool) -> None:
         """The VFs vanished (or their count changed behind vfd's back): create them again and say so."""
         self.repairs += 1
         self._create_vfs(kpf, f"found {found} VFs where {kpf.want_vfs} are configured (driver reload or "
                               f"sriov_numvfs reset?)")
+        self._vfs_back(kpf, f"{found} of {kpf.want_vfs} VFs found; re-created", notify_later)
+
+    def _vfs_back(self, kpf: KernelPF, detail: str, notify_later: bool) -> None:
+        """The VFs are there again: switchdev's representors re-opened, the manager told to re-apply."""
         if kpf.sw:                                                  # --- switchdev hook
             self.switchdev.reopen(kpf.id, kpf.want_vfs)
         log.warning("PF %s: %d VFs re-created; their programs are re-applied", kpf.id, kpf.want_vfs)
-        event = NicEvent("vfs_gone", kpf.id, detail=f"{found} of {kpf.want_vfs} VFs found; re-created")
+        event = NicEvent("vfs_gone", kpf.id, detail=detail)
         if self.sink is not None and self.loop is not None:
             if notify_later:
                 self.loop.call_soon(self.sink, event)
@@ -882,9 +927,10 @@ class KernelBackend(NicBackend):
                 except (ValueError, OSError, RuntimeError):
                     pass
             for kpf in self.pfs.values():
-                if kpf.check_handle is not None:
-                    kpf.check_handle.cancel()
-                    kpf.check_handle = None
+                for handle in (kpf.check_handle, kpf.vf_wait_handle):
+                    if handle is not None:
+                        handle.cancel()
+                kpf.check_handle = kpf.vf_wait_handle = None
             if self._poll_handle is not None:
                 self._poll_handle.cancel()
                 self._poll_handle = None
