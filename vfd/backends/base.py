@@ -62,6 +62,9 @@ class NicBackend(abc.ABC):
 
     def __init__(self, main: MainConfig):
         self.main = main
+        # The manager's programs of a PF, vfid -> VFProgram (the manager sets this): a backend that checks
+        # the NIC against the programs on its own asks here and never keeps a second copy.
+        self.desired: Callable[[str], dict[int, VFProgram]] = lambda pf_id: {}
 
     @abc.abstractmethod
     def open_pf(self, pf: PFConfig) -> PFInfo:

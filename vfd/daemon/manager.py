@@ -129,6 +129,13 @@ class VFManager:
         self.apply_errors: dict[tuple[str, int], str] = {}
         # clear_stats baselines, (pf id, vfid or None for the PF) -> counter values; kept in the live dir
         self.stats_base: dict[tuple[str, int | None], dict[str, int]] = {}
+        for backend in backends.values():
+            backend.desired = self.programs_of
+
+    def programs_of(self, pf_id: str) -> dict:
+        """The programs of a PF's live VFs, vfid -> VFProgram: the one copy, backends ask for it."""
+        pf = self.pfs.get(pf_id)
+        return {vfid: vf.program for vfid, vf in pf.vfs.items()} if pf is not None else {}
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_pfs(self) -> None:

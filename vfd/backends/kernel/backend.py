@@ -111,7 +111,6 @@ class KernelBackend(NicBackend):
         self.rtnl = (rtnl_factory or nl.Rtnl)()
         self.originals = OriginalStore(state_dir if state_dir is not None else state_dir_for(main))
         self.pfs: dict[str, KernelPF] = {}
-        self.programs: dict[tuple[str, int], VFProgram] = {}
         self._locks: defaultdict[tuple[str, int], threading.RLock] = defaultdict(threading.RLock)
         self._monitor_factory = monitor_factory or nl.Monitor
         self.monitor: nl.Monitor | None = None
@@ -502,14 +501,12 @@ class KernelBackend(NicBackend):
                 if kpf.sw:                                          # --- switchdev hook (not batched)
                     self.switchdev.apply_vf(pf_id, vfid, program)
                 self._stage(kpf, vfid, "apply", program)
-                self.programs[(pf_id, vfid)] = program
                 kpf.last_drift.pop(vfid, None)
                 return
             self._commit(kpf)
             self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
             if kpf.sw:                                              # --- switchdev hook
                 self.switchdev.apply_vf(pf_id, vfid, program)
-            self.programs[(pf_id, vfid)] = program
             kpf.last_drift.pop(vfid, None)
             self._mark_in_sync(kpf, vfid, program)
 
@@ -532,7 +529,6 @@ class KernelBackend(NicBackend):
         with self._locks[(pf_id, vfid)]:
             original = self.originals.get(pf_id, vfid)
             if original is None and previous is None and vfid not in kpf.staged:
-                self.programs.pop((pf_id, vfid), None)
                 return                        # vfd never changed this VF: not ours to touch
             if kpf.sw:                                              # --- switchdev hook: rates, mirror off
                 self.switchdev.apply_vf(pf_id, vfid, None)
@@ -542,12 +538,11 @@ class KernelBackend(NicBackend):
             self._commit(kpf)
             original = self.originals.get(pf_id, vfid)
             target, what = self._clear_target(original)
-            self._program(kpf, vfid, target, what)     # raises with the VF (and its program) kept
+            self._program(kpf, vfid, target, what)     # raises with the VF left as it was
             self._cleared(kpf, [vfid], original is not None)
 
     def _cleared(self, kpf: KernelPF, vfids: list[int], restored: bool) -> None:
         for vfid in vfids:
-            self.programs.pop((kpf.id, vfid), None)
             kpf.in_sync.pop(vfid, None)
             if restored:
                 log.info("PF %s VF %d: original state restored: %s", kpf.id, vfid,
@@ -740,7 +735,7 @@ class KernelBackend(NicBackend):
         if not kpf.sw:
             return super().apply_qos(pf_id, tclasses, shares)
         self.switchdev.apply_qos(pf_id, tclasses, shares,
-                                 {vfid: p for (pid, vfid), p in self.programs.items() if pid == pf_id})
+                                 self.desired(pf_id))
 
     # ========================================================================== counters =========
     def pf_stats(self, pf_id: str) -> PortStats:
@@ -867,9 +862,7 @@ class KernelBackend(NicBackend):
                 snap = kpf.snap
             now = time.monotonic()
             raw_of = snap.vfs.raw if isinstance(snap.vfs, nl.VFTable) else (lambda _vfid: None)
-            for (pf_id, vfid), program in list(self.programs.items()):
-                if pf_id != kpf.id:
-                    continue
+            for vfid, program in self.desired(kpf.id).items():
                 raw = raw_of(vfid)
                 seen = kpf.in_sync.get(vfid)
                 if raw is not None and seen is not None and seen[0] is program and seen[1] == raw and not kpf.sw:
