@@ -4,7 +4,7 @@ import pytest
 
 from vfd.capabilities import PROFILES, Feature
 from vfd.errors import AdmissionError, CapabilityError
-from vfd.program import build_program
+from vfd.program import APPLY_ORDER, APPLY_STEPS, VFProgram, build_program
 from tests.unit.helpers import cfg
 
 
@@ -111,3 +111,22 @@ def test_port_vlan_priority_from_the_single_traffic_class():
 def test_ctag_strip_is_programmed_where_supported():
     assert prog(driver="mlx5", vlans=[5], strip_stag=True, strip_ctag=True).strip_ctag is True
     assert prog(driver="mlx5", vlans=[5], strip_stag=True).to_state()["strip_ctag"] is False
+
+
+def test_the_apply_order_names_every_program_field_once_in_the_originals_order():
+    """One apply order for every backend: each VFProgram field in exactly one step; mirror first (its rule
+    matches the MAC), VLANs before MACs, the allow-list before the default MAC, link last."""
+    from dataclasses import fields
+    assert sorted(APPLY_ORDER) == sorted(f.name for f in fields(VFProgram))
+    assert len(set(APPLY_ORDER)) == len(APPLY_ORDER)
+    steps = [name for name, _ in APPLY_STEPS]
+    assert steps == ["mirror", "vlans", "macs", "rates", "anti_spoof", "strip_insert", "gates", "link"]
+    assert APPLY_ORDER.index("macs") < APPLY_ORDER.index("mac") and APPLY_ORDER[-1] == "link"
+
+
+def test_changed_fields_is_the_diff_in_apply_order():
+    p1 = build_program(cfg(vlans=[10], rate=0.1), PROFILES["ixgbe"], "sim", 10000)
+    p2 = build_program(cfg(vlans=[20], rate=0.2, allow_bcast=False), PROFILES["ixgbe"], "sim", 10000)
+    assert p2.changed_fields(p1) == ["vlans", "max_rate", "bcast"]
+    assert p2.changed_fields(p2) == []
+    assert p2.changed_fields(None) == list(APPLY_ORDER)
