@@ -175,7 +175,8 @@ def test_bad_update_is_refused_and_the_live_config_stays(osvif, vfd_host, make_v
     for bad, words in (
         ({"ATT_VF_VLAN_FILTER": [10], "ATT_VF_MAC_ANTI_SPOOF_CHECK": False},
          "vlan_anti_spoof true needs mac_anti_spoof true on driver ixgbe"),
-        ({"ATT_VF_VLAN_FILTER": [0]}, "VLAN id 0 is outside 1..4095 (rule vlan_range)"),
+        ({"ATT_VF_VLAN_FILTER": [0]}, "ATT_VF_VLAN_FILTER=[0]: field 'vlans[0]': value 0: must be greater than or equal to 1 "
+                                       "(rule vf_config)"),
     ):
         vif.port_profile = VIFPortProfileVfd(binding_profile=bad)
         msg = plug_refused(osvif, vif, instance)

@@ -21,8 +21,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from vfd.macaddr import parse_unicast_mac
-from vfd.model.vfconfig import MAX_MACS_PER_VF, MAX_VLANS_PER_VF
+from vfd.model.common import describe_validation_error
+from vfd.model.vfconfig import VFConfig
 
 VLAN_MIN, VLAN_MAX = 1, 4095
 
@@ -94,22 +97,12 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _vlan_list(value: object) -> tuple[int, ...]:
+def _vlan_list(value: object) -> tuple:
+    """Only the shape the translation needs (a list); its ids are the VF config model's to judge."""
     key = "ATT_VF_VLAN_FILTER"
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise ProfileError(key, value, "vlan_list", "must be a non-empty list of VLAN ids (integers 1..4095)")
-    seen: list[int] = []
-    for i, vid in enumerate(value):
-        if not _is_int(vid):
-            raise ProfileError(key, value, "vlan_list", f"element {i} ({_show(vid)}) is not an integer VLAN id")
-        if not VLAN_MIN <= vid <= VLAN_MAX:
-            raise ProfileError(key, value, "vlan_range", f"VLAN id {vid} is outside {VLAN_MIN}..{VLAN_MAX}")
-        if vid in seen:
-            raise ProfileError(key, value, "vlan_unique", f"VLAN id {vid} is listed twice (each id may appear once)")
-        seen.append(vid)
-    if len(seen) > MAX_VLANS_PER_VF:
-        raise ProfileError(key, value, "vlan_count", f"{len(seen)} VLANs; vfd allows at most {MAX_VLANS_PER_VF} per VF")
-    return tuple(seen)
+    return tuple(value)
 
 
 def _mac_list(value: object) -> tuple[str, ...]:
@@ -122,9 +115,7 @@ def _mac_list(value: object) -> tuple[str, ...]:
             mac = parse_unicast_mac(text)
         except ValueError as exc:
             raise ProfileError(key, value, "mac_format", f"element {i} ({_show(text)}): {exc}") from None
-        if mac in out:
-            raise ProfileError(key, value, "mac_unique", f"MAC {mac} is listed twice (compared case-insensitively)")
-        out.append(mac)
+        out.append(mac)                 # a MAC listed twice: the model refuses it (vf_config)
     return tuple(out)
 
 
@@ -233,14 +224,13 @@ def parse_profile(profile: Mapping | str | None) -> AttProfile:
     link = _link_status(profile["ATT_VF_LINK_STATUS"]) if "ATT_VF_LINK_STATUS" in profile else None
     rate = _rate(profile["RATE_LIMIT"]) if "RATE_LIMIT" in profile else None
     mirrors = _mirrors(profile["ATT_VF_MIRRORS"]) if "ATT_VF_MIRRORS" in profile else ()
-    if vlans is not None and len(vlans) > 1:
-        for key in ("ATT_VF_VLAN_STRIP", "ATT_VF_INSERT_STAG"):
-            if profile.get(key) is True:
-                what = "strip" if key == "ATT_VF_VLAN_STRIP" else "insert"
-                raise ProfileError(key, True, f"{what}_one_vlan",
-                                   f"{what} needs exactly one VLAN; ATT_VF_VLAN_FILTER has {len(vlans)} "
-                                   f"({', '.join(map(str, vlans[:8]))}{', ...' if len(vlans) > 8 else ''}): "
-                                   f"leave {key} out or set it false")
+    # The neutron schema's own rule (vfd itself may strip several VLANs); insert with several VLANs is the
+    # model's rule (insert_stag_one_vlan), refused when the config is checked (vf_config).
+    if vlans is not None and len(vlans) > 1 and profile.get("ATT_VF_VLAN_STRIP") is True:
+        raise ProfileError("ATT_VF_VLAN_STRIP", True, "strip_one_vlan",
+                           f"strip needs exactly one VLAN; ATT_VF_VLAN_FILTER has {len(vlans)} "
+                           f"({', '.join(map(str, vlans[:8]))}{', ...' if len(vlans) > 8 else ''}): "
+                           f"leave ATT_VF_VLAN_STRIP out or set it false")
     return AttProfile(vlans=vlans, macs=macs, flags=flags, link_status=link, rate=rate, mirrors=mirrors,
                       given=frozenset(k for k in PROFILE_KEYS if k in profile))
 
@@ -261,9 +251,6 @@ def vf_config(profile: Mapping | str | AttProfile | None, *, name: str, pciid: s
     if att.vlans is not None:
         vlans = list(att.vlans)
     elif network_vlan is not None:
-        if not _is_int(network_vlan) or not VLAN_MIN <= network_vlan <= VLAN_MAX:
-            raise ProfileError("network vlan", network_vlan, "vlan_range",
-                               f"the network's VLAN segment must be {VLAN_MIN}..{VLAN_MAX}")
         vlans = [network_vlan]
     else:
         raise ProfileError("ATT_VF_VLAN_FILTER", None, "vlan_required",
@@ -284,10 +271,7 @@ def vf_config(profile: Mapping | str | AttProfile | None, *, name: str, pciid: s
             macs.append(parse_unicast_mac(mac))
         except ValueError as exc:
             raise ProfileError("port mac_address", mac, "mac_format", str(exc)) from None
-    macs += [m for m in att.macs if m not in macs]
-    if len(macs) > MAX_MACS_PER_VF:
-        raise ProfileError("ATT_VF_MAC_FILTER", list(att.macs), "mac_count",
-                           f"the port MAC and the filter make {len(macs)} MACs; vfd allows at most {MAX_MACS_PER_VF}")
+    macs += [m for m in att.macs if m not in macs]     # the port MAC may be in the filter too
     if macs:
         cfg["macs"] = macs
     cfg.update(flags)
@@ -297,7 +281,31 @@ def vf_config(profile: Mapping | str | AttProfile | None, *, name: str, pciid: s
         cfg["rate"] = att.rate
     if att.mirrors:
         cfg["mirror"] = _mirror_config(att.mirrors, vlans, pciid, vfid, plugged or {}, port_id)
+    _check_with_model(cfg, att)
     return cfg
+
+
+# VF config field -> the binding:profile key it comes from (the model's refusals name the key).
+FIELD_KEYS: dict[str, str] = {**{fld: key for key, fld in BOOL_KEYS.items()}, "vlans": "ATT_VF_VLAN_FILTER",
+                              "macs": "ATT_VF_MAC_FILTER", "link_status": "ATT_VF_LINK_STATUS",
+                              "rate": "RATE_LIMIT", "mirror": "ATT_VF_MIRRORS"}
+
+
+def _check_with_model(cfg: dict, att: AttProfile) -> None:
+    """The VF config model decides what a config may hold (VLAN ids, counts, duplicates, MACs): one place
+    for those rules. Its first refusal becomes a ProfileError naming the key the user wrote (rule vf_config)."""
+    try:
+        VFConfig.model_validate(cfg)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        fld = str(first["loc"][0]) if first["loc"] else ""
+        key = FIELD_KEYS.get(fld, fld or "binding:profile")
+        if fld == "vlans" and att.vlans is None:
+            key = "network vlan"
+        elif fld == "macs" and "ATT_VF_MAC_FILTER" not in att.given:
+            key = "port mac_address"
+        value = cfg.get(fld)
+        raise ProfileError(key, value, "vf_config", describe_validation_error(err)[0]) from None
 
 
 def _mirror_config(mirrors: tuple[MirrorRequest, ...], vlans: list[int], pciid: str, vfid: int,
