@@ -18,7 +18,8 @@ from vfd.backends import create_backend
 from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
-from vfd.daemon.manager import Reply, VFManager
+from vfd.daemon.manager import VFManager
+from vfd.daemon.reply import Reply
 from vfd.daemon.rundir import raise_fd_limit
 from vfd.daemon.server import RequestServer
 from vfd.errors import VfdError

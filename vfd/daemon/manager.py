@@ -1,125 +1,39 @@
 """The VF manager: the one place where requests change desired state, the store and the NIC together.
 
-Every change follows the same order: check who asks, parse and admit (pure; refusals change
-nothing), then one transaction: program the NIC, make the live file durable, update memory and
-the PF's QoS shares. Each step records how to undo itself before it runs; any exception in any
-step (a NIC refusal, a full disk under the backend's state or the live directory, a bug) undoes
-every recorded step in reverse, so the NIC, the live directory and memory never disagree for
-longer than one request. Requests are served one at a time by the daemon's event loop.
+It holds the state (PFs, live VFs, apply errors, counter baselines) and is a thin facade over its
+parts: `Transactions` (add / update / delete / mirror, one rollback path), `Reconciler` (restore,
+events, drift checks, re-apply) and the pure views (`views.py`: show and status tables and data).
+Requests are served one at a time by the daemon's event loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import replace
 
 from vfd import PROTOCOL_VERSION
-from vfd.backends.base import COUNTERS, NicBackend, NicEvent, PortStats
+from vfd.backends.base import COUNTERS, NicBackend, PortStats
 from vfd.capabilities import check_pf_settings
-from vfd.errors import AdmissionError, BackendError, ConfigError, NotLive, RequestError, VfdError
+from vfd.daemon import views
+from vfd.daemon.reconciler import Reconciler
+from vfd.daemon.reply import Reply, error_reply, ok_reply, refusal_data, small_int
+from vfd.daemon.transactions import Transactions
+from vfd.errors import NotLive, RequestError, VfdError
 from vfd.model.mainconfig import MainConfig
-from vfd.model.vfconfig import parse_vf_config
 from vfd.policy import authz
-from vfd.policy.admission import admit
-from vfd.policy.qos import normalise_shares
 from vfd.program import compare
 from vfd.state import LiveVF, PFState
-from vfd.store import Store, StoreError, check_port_id
+from vfd.store import Store, StoreError
 from vfd.text import escape, shown
-from vfd.daemon import views
 
 log = logging.getLogger("vfd.manager")
 
 
-@dataclass
-class Reply:
-    ok: bool
-    lines: list[str]
-    data: dict | None = None     # the same answer for programs (docs/iplex.md); msg lines are for people
+class VFManager(Transactions, Reconciler):
+    """The state and the reads (status, show, counters, export); changes are Transactions', repairs
+    the Reconciler's. The daemon's command table (main.py) calls these methods."""
 
-    def __post_init__(self):
-        # one line stays one line, whatever a port name, file name or config value contained
-        self.lines = [escape(line) for line in self.lines]
-
-
-def _ok(*lines: str, data: dict | None = None) -> Reply:
-    return Reply(True, list(lines), data)
-
-
-def _err(*lines: str, data: dict | None = None) -> Reply:
-    return Reply(False, list(lines), data)
-
-
-def _small_int(text: str, limit: int = 1 << 20) -> int | None:
-    """A request's number: ASCII digits only (not '²'), and short enough never to reach int()'s limits."""
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        return None
-    n = int(text)
-    return n if n < limit else None
-
-
-def _name(filename: object) -> str:
-    """A request's file name as the original's messages show it (escaped and bounded by Reply)."""
-    text = filename if isinstance(filename, str) else repr(filename)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _json_safe(value: object) -> object:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _refusal_data(exc: Exception) -> dict | None:
-    if isinstance(exc, AdmissionError):
-        return {"rule": exc.rule, "field": exc.field, "value": _json_safe(exc.value)}
-    if isinstance(exc, authz.PermissionRefused):
-        return {"rule": "permission", "action": exc.action, "requester_uid": exc.requester_uid}
-    if isinstance(exc, NotLive):
-        return {"rule": "not_live", "port": exc.port_id}
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    """A failure as one clear sentence: vfd's own errors carry their text; an OSError names the
-    call's file and the reason (never "internal error ... [Errno 28]")."""
-    if isinstance(exc, VfdError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return f"internal error: {type(exc).__name__}: {exc}"
-
-
-class _Undo:
-    """The steps of one transaction, each with its inverse; `rollback` runs the inverses in reverse
-    order and carries on past a failing one (it is logged and recorded as an apply error)."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self.steps: list[tuple[str, Callable[[], None]]] = []
-
-    def push(self, step: str, inverse: Callable[[], None]) -> None:
-        self.steps.append((step, inverse))
-
-    def rollback(self) -> list[str]:
-        failed = []
-        for step, inverse in reversed(self.steps):
-            try:
-                inverse()
-            except Exception as exc:  # noqa: BLE001 - every other step must still be undone
-                failed.append(f"{step}: {_describe(exc)}")
-                log.error("%s: undoing %s failed: %s", self.what, step, escape(_describe(exc)))
-        self.steps.clear()
-        return failed
-
-
-class VFManager:
     def __init__(self, main: MainConfig, backends: dict[str, NicBackend], store: Store):
         self.main = main
         self.backends = backends
@@ -137,7 +51,6 @@ class VFManager:
         pf = self.pfs.get(pf_id)
         return {vfid: vf.program for vfid, vf in pf.vfs.items()} if pf is not None else {}
 
-    # ---- start-up -----------------------------------------------------------------------------
     def open_pfs(self) -> None:
         for index, pf in enumerate(self.main.pciids):
             backend_name = self.main.backend_of(pf)
@@ -152,359 +65,26 @@ class VFManager:
             if self.main.enable_qos:
                 self._apply_qos(self.pfs[pf.id], strict=True)   # refuses here if the backend cannot
 
-    def restore(self) -> None:
-        """Re-admit every live config, then program every VF of every PF to match exactly."""
-        t0 = time.monotonic()
-        for path in self.store.live_files():
-            port_id = path.name[: -len(".json")]
-            try:
-                check_port_id(port_id, shown(port_id))
-                rf = self.store.read(path, port_id)
-                cfg = parse_vf_config(rf.data, str(path))
-                pf = self.pfs.get(cfg.pciid)
-                program = admit(cfg, pf)
-            except VfdError as exc:
-                dest = self.store.quarantine_live(path)
-                log.error("live config %s no longer admits, moved to %s: %s", escape(str(path)), escape(str(dest)),
-                          escape(str(exc)))
-                continue
-            vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
-            pf.add(vf)
-            self.live[port_id] = vf
-        self._load_baselines()
-        for pf in self.pfs.values():
-            self.reapply_pf(pf.id, clear_unconfigured=True)
-            self._apply_qos(pf)
-            log.info("PF %s is ready", pf.id)
-        self.flush()
-        log.info("restored %d VFs on %d PFs in %.3fs", len(self.live), len(self.pfs), time.monotonic() - t0)
-
-    def reapply_pf(self, pf_id: str, clear_unconfigured: bool = False) -> None:
-        pf = self.pfs[pf_id]
-        backend = self.backends[pf.backend]
-        for vfid in range(pf.vfs_count):
-            vf = pf.vfs.get(vfid)
-            try:
-                if vf is not None:
-                    backend.apply_vf(pf_id, vfid, vf.program, None)
-                    self.apply_errors.pop((pf_id, vfid), None)
-                elif clear_unconfigured:
-                    backend.clear_vf(pf_id, vfid, None)
-            except VfdError as exc:
-                self.apply_errors[(pf_id, vfid)] = str(exc)
-                log.error("PF %s VF %d: re-apply failed: %s", pf_id, vfid, exc)
-
-    def reapply_vf(self, pf_id: str, vfid: int) -> None:
-        pf = self.pfs.get(pf_id)
-        vf = pf.vfs.get(vfid) if pf else None
-        if vf is None:
-            return
-        try:
-            self.backends[pf.backend].apply_vf(pf_id, vfid, vf.program, None)
-            self.apply_errors.pop((pf_id, vfid), None)
-        except VfdError as exc:
-            self.apply_errors[(pf_id, vfid)] = str(exc)
-            log.error("PF %s VF %d: re-apply failed: %s", pf_id, vfid, exc)
-        self.flush()
-
-    def reconcile(self) -> int:
-        """Compare every live VF with what its NIC reports and re-apply where they differ (drift)."""
-        repaired = 0
-        for pf in self.pfs.values():
-            backend = self.backends[pf.backend]
-            for vfid, vf in list(pf.vfs.items()):
-                try:
-                    actual = backend.read_vf(pf.id, vfid)
-                except VfdError as exc:
-                    log.warning("reconcile: PF %s VF %d unreadable: %s", pf.id, vfid, exc)
-                    continue
-                diff = [c.field for c in compare(vf.program, actual, backend.unverifiable_fields(pf.id))
-                        if c.differs]
-                if diff:
-                    log.warning("drift on PF %s VF %d (%s): %s; re-applying", pf.id, vfid, vf.port_id, ", ".join(diff))
-                    self.reapply_vf(pf.id, vfid)
-                    repaired += 1
-        return repaired
-
-    def reapply_all(self) -> None:
-        for pf_id in self.pfs:
-            self.reapply_pf(pf_id)
-        self.flush()
-
-    def on_event(self, ev: NicEvent) -> None:
-        """Backend events: re-apply what the NIC may have lost."""
-        log.info("event %s on PF %s%s %s", ev.kind, ev.pf_id, "" if ev.vfid is None else f" VF {ev.vfid}", ev.detail)
-        if ev.pf_id not in self.pfs:
-            return
-        if ev.kind in ("link_up", "vfs_gone"):
-            self.reapply_pf(ev.pf_id, clear_unconfigured=ev.kind == "vfs_gone")
-            self.flush()
-        elif ev.kind in ("vf_reset", "drift") and ev.vfid is not None:
-            self.reapply_vf(ev.pf_id, ev.vfid)
-
-    def flush(self) -> None:
-        for b in self.backends.values():
-            b.flush()
-
-    def _apply_qos(self, pf: PFState, strict: bool = False) -> None:
-        """After any VF change on a QoS PF: every VF's shares, normalised to 100 per TC, to the NIC."""
-        if not pf.qos:
-            return
-        requested = {vfid: pf.shares_of(vf.config) for vfid, vf in pf.vfs.items()}
-        tclasses = [{"pri": t.pri, "name": t.label, "min_bw": t.min_bw, "max_bw": t.max_bw, "lsp": t.lsp,
-                     "bsp": t.bsp, "bwg": next((int(g[3:]) for g, tcs in pf.cfg.bw_grps.items() if t.pri in tcs), 0)}
-                    for t in pf.cfg.tclasses]
-        backend = self.backends[pf.backend]
-        try:
-            backend.apply_qos(pf.id, tclasses, normalise_shares(requested, pf.tcs()))
-            self.apply_errors.pop((pf.id, -1), None)
-        except BackendError as exc:
-            if strict:
-                raise
-            self.apply_errors[(pf.id, -1)] = str(exc)
-            log.error("PF %s: QoS shares not applied: %s", pf.id, exc)
-        finally:
-            backend.flush()
-
-    # ---- the transaction shared by add, update, delete and mirror ------------------------------
-    def _commit(self, what: str, old: LiveVF | None, new: LiveVF | None, live_file: bool = True) -> None:
-        """Replace `old` by `new` (either may be None) on the NIC, in the live directory and in
-        memory, all or nothing. `live_file` False: delete of a VF whose live file is already gone."""
-        undo = _Undo(what)
-        try:
-            self._commit_steps(undo, old, new, live_file)
-        except BaseException as exc:
-            failed = undo.rollback()
-            log.error("%s failed and was rolled back%s: %s", what,
-                      f" (incompletely: {'; '.join(failed)})" if failed else "", escape(_describe(exc)))
-            raise
-
-    def _commit_steps(self, undo: _Undo, old: LiveVF | None, new: LiveVF | None, live_file: bool) -> None:
-        old_pf = self.pfs[old.pf_id] if old else None
-        new_pf = self.pfs[new.pf_id] if new else None
-        same_vf = old is not None and new is not None and old_pf is new_pf and old.vfid == new.vfid
-        # 1. the NIC: the new program first (in place when the VF stays), then the old VF cleared
-        if new is not None:
-            self._nic_step(undo, new_pf, new.vfid, new.program, old.program if same_vf else None)
-        if old is not None and not same_vf:
-            self._nic_step(undo, old_pf, old.vfid, None, old.program)
-        # 2. the live file
-        port_id = (new or old).port_id
-        if new is not None or live_file:
-            undo.push("live file", lambda: self._restore_live(port_id, old))
-            if new is not None:
-                self.store.write_live(port_id, new.raw, new.owner_uid)
-            else:
-                self.store.remove_live(port_id)
-        # 3. memory, then 4. the QoS shares of the PFs involved. Their inverse is recorded before
-        # the memory step so that it runs after memory is restored and recomputes the old shares.
-        pfs = list({id(p): p for p in (old_pf, new_pf) if p is not None}.values())
-        for pf in pfs:
-            undo.push(f"QoS of PF {pf.id}", lambda pf=pf: self._apply_qos(pf))
-        undo.push("memory", lambda: self._swap_memory(new, old))
-        self._swap_memory(old, new)
-        for pf in pfs:
-            self._apply_qos(pf)
-
-    def _restore_live(self, port_id: str, old: LiveVF | None) -> None:
-        """The live file as it was before the request (a failed atomic write left it so already)."""
-        if old is None:
-            self.store.discard_live(port_id)
-        elif self.store.read_live(port_id) != old.raw:
-            self.store.write_live(port_id, old.raw, old.owner_uid)
-
-    def _nic_step(self, undo: _Undo, pf: PFState, vfid: int, program, previous) -> None:
-        """Program (or, with program None, clear) one VF and save the backend's state. The inverse
-        is recorded first: a step that fails half-way is undone too."""
-        backend = self.backends[pf.backend]
-        if previous is not None:
-            undo.push(f"PF {pf.id} VF {vfid}", lambda: self._nic_restore(pf, vfid, previous))
-        else:
-            undo.push(f"PF {pf.id} VF {vfid}", lambda: self._nic_restore(pf, vfid, None, program))
-        try:
-            if program is None:
-                backend.clear_vf(pf.id, vfid, previous)
-            else:
-                backend.apply_vf(pf.id, vfid, program, previous)
-        finally:
-            backend.flush()
-
-    def _nic_restore(self, pf: PFState, vfid: int, program, cleared_from=None) -> None:
-        backend = self.backends[pf.backend]
-        try:
-            if program is not None:
-                backend.apply_vf(pf.id, vfid, program, None)
-            else:
-                backend.clear_vf(pf.id, vfid, cleared_from)
-        except VfdError as exc:
-            self.apply_errors[(pf.id, vfid)] = f"rollback failed: {exc}"
-            raise
-        finally:
-            try:
-                backend.flush()
-            except OSError as exc:
-                # the NIC is restored; only the backend's saved copy of it lags (the sim's state file,
-                # still holding the state from before the request) until the next successful flush
-                log.warning("PF %s: backend state not saved while rolling back: %s", pf.id, escape(_describe(exc)))
-
-    def _swap_memory(self, out: LiveVF | None, into: LiveVF | None) -> None:
-        if out is not None:
-            self.pfs[out.pf_id].remove(out)
-            if self.live.get(out.port_id) is out:
-                del self.live[out.port_id]
-            self.apply_errors.pop((out.pf_id, out.vfid), None)
-        if into is not None:
-            self.pfs[into.pf_id].add(into)
-            self.live[into.port_id] = into
-
-    def _refused(self, action: str, name: str, exc: VfdError, drop_file=None) -> Reply:
-        """A request refused before anything changed. Only a config that is itself wrong (schema,
-        admission) marks its drop file .error; a permission refusal or a transient failure leaves it."""
-        if isinstance(exc, authz.PermissionRefused):
-            log.warning("%s %s refused: %s", action, escape(name), escape(str(exc)))
-        else:
-            log.info("%s %s refused: %s", action, escape(name), escape(str(exc)))
-        if drop_file is not None and isinstance(exc, (ConfigError, AdmissionError)):
-            try:
-                self.store.mark_error(drop_file)
-            except StoreError as err:
-                log.warning("could not mark the refused config: %s", escape(str(err)))
-        return _err(f"unable to {action} vf: {name}: {exc}", data=_refusal_data(exc))
-
-    def _failed(self, action: str, name: str, exc: BaseException) -> Reply:
-        """A transaction that failed and was rolled back: the request's own error, never internal."""
-        if not isinstance(exc, (VfdError, OSError)):
-            raise exc
-        return _err(f"unable to {action} vf: {name}: {_describe(exc)}; nothing was changed")
-
-    def _consume(self, path) -> None:
-        """The drop file of an admitted config goes away; failing that is only a warning."""
-        try:
-            self.store.consume(path)
-        except StoreError as exc:
-            log.warning("%s (the config is live; remove the file by hand)", escape(str(exc)))
-
-    def _vf_data(self, vf: LiveVF) -> dict:
-        pf = self.pfs[vf.pf_id]
-        return {"port": vf.port_id, "pf": pf.id, "vf": vf.vfid,
-                "pci": self.backends[pf.backend].vf_pci_address(pf.id, vf.vfid)}
-
-    # ---- add / update / delete ----------------------------------------------------------------
-    def add(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name, path = _name(filename), None
-        try:
-            path, port_id = self.store.resolve(filename, "config")
-            name = port_id
-            if port_id in self.live:
-                raise RequestError(f"'{port_id}' is already live (on PF {self.live[port_id].pf_id} VF "
-                                   f"{self.live[port_id].vfid}); use update to change it")
-            rf = self.store.read(path, port_id)
-            authz.require_owner("add", f"port {port_id}", rf.owner_uid, requester_uid)
-            cfg = parse_vf_config(rf.data, path.name)
-            pf = self.pfs.get(cfg.pciid)
-            program = admit(cfg, pf, guest_macs=self._guest_macs(pf))
-        except VfdError as exc:
-            return self._refused("add", name, exc, path)
-        vf = LiveVF(port_id=port_id, config=cfg, program=program, owner_uid=rf.owner_uid, raw=rf.data)
-        try:
-            self._commit(f"add {port_id}", None, vf)
-        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
-            return self._failed("add", port_id, exc)
-        self._consume(path)
-        log.info("vf added: %s on PF %s VF %d", port_id, pf.id, cfg.vfid)
-        return _ok(f"vf added successfully: {port_id}", data=self._vf_data(vf))
-
-    def update(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name = _name(filename)
-        try:
-            path, port_id = self.store.resolve(filename, "config")
-            old = self.live.get(port_id)
-            if old is None:
-                raise NotLive(port_id, "; use add")
-            authz.require_owner("update", f"port {port_id}", old.owner_uid, requester_uid)
-            rf = self.store.read(path, port_id)
-            authz.require_file_owner("update", f"port {port_id}", rf.owner_uid, old.owner_uid, requester_uid)
-            cfg = parse_vf_config(rf.data, path.name)
-            new = self._admit_replacement(old, cfg, rf.data, rf.owner_uid)
-        except VfdError as exc:
-            return self._refused("update", name, exc)
-        try:
-            self._commit(f"update {port_id}", old, new)
-        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
-            return self._failed("update", name, exc)
-        self._consume(path)
-        self._log_updated(old, new)
-        return _ok(f"vf updated successfully: {port_id}", data=self._vf_data(new))
-
-    def _admit_replacement(self, old: LiveVF, cfg, raw: bytes, owner_uid: int) -> LiveVF:
-        """Admit `cfg` in place of `old` (checked against the others, not against itself)."""
-        if cfg.name != old.config.name:
-            raise RequestError(f"name in config did not match name given when VF was added: expected "
-                               f"{old.config.name!r}, found {cfg.name!r}")
-        pf = self.pfs.get(cfg.pciid)
-        program = admit(cfg, pf, replacing=old, guest_macs=self._guest_macs(pf))
-        return LiveVF(port_id=old.port_id, config=cfg, program=program, owner_uid=owner_uid, raw=raw)
-
-    @staticmethod
-    def _log_updated(old: LiveVF, new: LiveVF) -> None:
-        same_vf = new.pf_id == old.pf_id and new.vfid == old.vfid
-        log.info("vf updated: %s on PF %s VF %d (%s)", new.port_id, new.pf_id, new.vfid,
-                 ", ".join(new.program.changed_fields(old.program if same_vf else None)) or "no change")
-
-    def delete(self, filename: object, requester_uid: int | None = None) -> Reply:
-        name = _name(filename)
-        try:
-            path, port_id = self.store.resolve(filename, "live")
-            vf = self.live.get(port_id)
-            if vf is None:
-                raise NotLive(port_id)
-            authz.require_owner("delete", f"port {port_id}", vf.owner_uid, requester_uid)
-            live_file = path.exists()
-            if live_file:
-                rf = self.store.read(path, port_id)
-                try:
-                    cfg_name = json.loads(rf.data).get("name", "unnamed")
-                except (ValueError, AttributeError):
-                    cfg_name = None
-                if cfg_name != vf.config.name:
-                    raise RequestError(f"name in config did not match name given when VF was added: expected "
-                                       f"{vf.config.name!r}, found {cfg_name!r}")
-            else:
-                log.warning("delete %s: live file already gone; clearing the VF anyway", port_id)
-        except VfdError as exc:
-            return self._refused("delete", name, exc)
-        data = self._vf_data(vf)
-        try:
-            self._commit(f"delete {port_id}", vf, None, live_file=live_file)
-        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
-            return self._failed("delete", name, exc)
-        log.info("vf deleted: %s from PF %s VF %d", port_id, vf.pf_id, vf.vfid)
-        return _ok(f"vf deleted successfully: {port_id}", data=data)
-
-    def _guest_macs(self, pf: PFState | None) -> dict[str, int]:
-        return self.backends[pf.backend].guest_macs(pf.id) if pf is not None else {}
-
-    # ---- reads --------------------------------------------------------------------------------
     def status(self, filename: object) -> Reply:
         """Desired next to programmed, field by field. `ok` stays True when fields differ: the
         request worked; `data.in_sync` says whether the NIC matches (iplex exits 1 when not)."""
         try:
             _, port_id = self.store.resolve(filename, "live")
         except RequestError as exc:
-            return _err(f"unable to show status: {exc}")
+            return error_reply(f"unable to show status: {exc}")
         vf = self.live.get(port_id)
         if vf is None:
-            return _err(f"unable to show status: {NotLive(port_id)}", data=_refusal_data(NotLive(port_id)))
+            return error_reply(f"unable to show status: {NotLive(port_id)}", data=refusal_data(NotLive(port_id)))
         pf = self.pfs[vf.pf_id]
         backend = self.backends[pf.backend]
         try:
             actual = backend.read_vf(pf.id, vf.vfid)
         except VfdError as exc:
-            return _err(f"unable to read VF state: {exc}")
+            return error_reply(f"unable to read VF state: {exc}")
         checks = compare(vf.program, actual, backend.unverifiable_fields(pf.id))
         lines, data = views.status(port_id, vf, pf, checks, backend.vf_pci_address(pf.id, vf.vfid),
                                    self.apply_errors.get((pf.id, vf.vfid)))
-        return _ok(*lines, data=data)
+        return ok_reply(*lines, data=data)
 
     def show(self, what: object) -> Reply:
         what = what if isinstance(what, str) else ""
@@ -520,7 +100,7 @@ class VFManager:
         else:
             pf = self._pf_arg(what.strip())
             if pf is None:
-                return _err(f"unknown target {shown(what.strip())}: {self._no_pf(what.strip())} (targets: all, pfs, "
+                return error_reply(f"unknown target {shown(what.strip())}: {self._no_pf(what.strip())} (targets: all, pfs, "
                             f"extended, mirror, pci, a PF number or a PF id)")
             pfs = [pf]
         gathered = []
@@ -571,7 +151,7 @@ class VFManager:
                     authz.require_root("clear_stats", f"of PF {pf.id}", requester_uid)
                     targets = [(pf, v) for v in [None, *range(pf.vfs_count)]]
                 else:
-                    vfid = _small_int(parts[1], pf.vfs_count)
+                    vfid = small_int(parts[1], pf.vfs_count)
                     if vfid is None:
                         raise RequestError(f"no VF {shown(parts[1], 40)[1:-1]} on PF {pf.id} (its VFs are 0.."
                                            f"{pf.vfs_count - 1})")
@@ -590,10 +170,10 @@ class VFManager:
         except VfdError as exc:
             if isinstance(exc, authz.PermissionRefused):
                 log.warning("clear_stats refused: %s", escape(str(exc)))
-            return _err(f"unable to clear counters: {exc}", data=_refusal_data(exc))
+            return error_reply(f"unable to clear counters: {exc}", data=refusal_data(exc))
         self.stats_base = base
         what = "all PFs" if not parts or parts == ["all"] else " ".join(parts)
-        return _ok(f"counters cleared: {what}")
+        return ok_reply(f"counters cleared: {what}")
 
     def _load_baselines(self) -> None:
         """clear_stats baselines saved by an earlier run (docs/operations.md)."""
@@ -602,7 +182,7 @@ class VFManager:
             if pf is None or not isinstance(entry, dict):
                 continue
             vfs = entry.get("vfs") if isinstance(entry.get("vfs"), dict) else {}
-            for vfid, counters in [(None, entry.get("pf")), *((_small_int(k, pf.vfs_count), v) for k, v in vfs.items())]:
+            for vfid, counters in [(None, entry.get("pf")), *((small_int(k, pf.vfs_count), v) for k, v in vfs.items())]:
                 if isinstance(counters, dict) and (vfid is not None or counters is entry.get("pf")):
                     self.stats_base[(pf_id, vfid)] = {c: n for c, n in counters.items()
                                                       if c in COUNTERS and isinstance(n, int)}
@@ -623,11 +203,20 @@ class VFManager:
                 raise
             log.warning("%s", exc)
 
+    def _owned_live(self, filename: object, action: str, requester_uid: int | None):
+        """(path, port id, live VF) of a request naming a live port its requester may act on."""
+        path, port_id = self.store.resolve(filename, "live")
+        vf = self.live.get(port_id)
+        if vf is None:
+            raise NotLive(port_id)
+        authz.require_owner(action, f"port {port_id}", vf.owner_uid, requester_uid)
+        return path, port_id, vf
+
     def _pf_arg(self, arg: str) -> PFState | None:
         """A PF named by its position in the main config (as `show N`) or by its id."""
         pf = self.pfs.get(arg)
         if pf is None:
-            n = _small_int(arg, len(self.pfs))
+            n = small_int(arg, len(self.pfs))
             if n is not None:
                 pf = list(self.pfs.values())[n]
         return pf
@@ -642,65 +231,17 @@ class VFManager:
     def _show_mirrors(self) -> Reply:
         return Reply(True, *views.show_mirrors(list(self.pfs.values())))
 
-    # ---- other actions ------------------------------------------------------------------------
-    def mirror(self, resource: object, requester_uid: int | None = None) -> Reply:
-        """`pf vf dir [target]`: change a live VF's mirror; persisted in its live config."""
-        parts = resource.split() if isinstance(resource, str) else []
-        if len(parts) not in (3, 4):
-            return _err("mirror update failed: expected '<pf> <vf> <in|out|all|off> [<target>]'")
-        pf_arg, vf_arg, direction = parts[:3]
-        pf = self._pf_arg(pf_arg)
-        if pf is None:
-            return _err(f"mirror update failed: {self._no_pf(pf_arg)}")
-        vfid = _small_int(vf_arg, pf.vfs_count)
-        if vfid is None or vfid not in pf.vfs:
-            return _err(f"mirror update failed: VF {shown(vf_arg, 40)} is not configured on PF {pf.id}")
-        vf = pf.vfs[vfid]
-        direction = {"on": "all", "both": "all"}.get(direction.lower(), direction.lower())
-        if direction not in ("in", "out", "all", "off"):
-            return _err(f"mirror update failed: direction {shown(direction, 40)} is not one of in, out, all, off")
-        data = json.loads(vf.raw)
-        if direction == "off":
-            data.pop("mirror", None)
-        else:
-            target = _small_int(parts[3]) if len(parts) == 4 else None
-            if target is None:
-                return _err("mirror update failed: a target VF number is required unless the direction is off")
-            data["mirror"] = {"target": target, "direction": direction}
-        raw = (json.dumps(data, indent=2) + "\n").encode()
-        try:
-            authz.require_owner("mirror", f"of PF {pf.id} VF {vfid} (port {vf.port_id})", vf.owner_uid, requester_uid)
-            cfg = parse_vf_config(raw, f"{vf.port_id}.json")
-            new = self._admit_replacement(vf, cfg, raw, vf.owner_uid)
-        except VfdError as exc:
-            if isinstance(exc, authz.PermissionRefused):
-                log.warning("mirror refused: %s", escape(str(exc)))
-            return _err(f"mirror update failed: {exc}", data=_refusal_data(exc))
-        try:
-            self._commit(f"mirror {vf.port_id}", vf, new)
-        except Exception as exc:  # noqa: BLE001 - rolled back; the reply says why
-            if not isinstance(exc, (VfdError, OSError)):
-                raise
-            return _err(f"mirror update failed: {_describe(exc)}; nothing was changed")
-        self._log_updated(vf, new)
-        return _ok(f"mirror update successful: pf {pf.id} vf {vfid} {direction}"
-                   + (f" -> vf {parts[3]}" if direction != "off" else ""), data=self._vf_data(new))
-
     def export(self, filename: object, output: object = None, requester_uid: int | None = None) -> Reply:
         """The live config's text, in the reply (`data.config`): the daemon never writes a file where a
         request says (`output` is ignored; the original wrote it, as root, anywhere)."""
         try:
-            _, port_id = self.store.resolve(filename, "live")
-            vf = self.live.get(port_id)
-            if vf is None:
-                raise NotLive(port_id)
-            authz.require_owner("export", f"port {port_id}", vf.owner_uid, requester_uid)
+            _, port_id, vf = self._owned_live(filename, "export", requester_uid)
         except VfdError as exc:
             if isinstance(exc, authz.PermissionRefused):
                 log.warning("export refused: %s", escape(str(exc)))
-            return _err(f"unable to export config {shown(filename)}: {exc}", data=_refusal_data(exc))
+            return error_reply(f"unable to export config {shown(filename)}: {exc}", data=refusal_data(exc))
         text = vf.raw.decode(errors="replace")
-        return _ok(f"config {port_id} exported ({len(vf.raw)} bytes)",
+        return ok_reply(f"config {port_id} exported ({len(vf.raw)} bytes)",
                    data={"config": text, **self._vf_data(vf)})
 
     def dump(self) -> Reply:
@@ -709,11 +250,11 @@ class VFManager:
                         pf.vfs_count, len(pf.vfs))
             for vfid, vf in sorted(pf.vfs.items()):
                 log.warning("dump: PF %s VF %d %s: %s", pf.id, vfid, vf.port_id, json.dumps(vf.program.to_state()))
-        return _ok("dump captured in the log")
+        return ok_reply("dump captured in the log")
 
     @staticmethod
     def ping() -> Reply:
-        return _ok(f"pong: {PROTOCOL_VERSION}", data={"protocol": PROTOCOL_VERSION})
+        return ok_reply(f"pong: {PROTOCOL_VERSION}", data={"protocol": PROTOCOL_VERSION})
 
     def callbacks(self, which: str) -> list[tuple[str, str, int]]:
         out = []
