@@ -367,16 +367,18 @@ class VFManager:
                  f"VF {vf.vfid}, PCI {backend.vf_pci_address(pf.id, vf.vfid) or '-'}",
                  f"{'field':<16} {'desired':<28} {'programmed':<28}"]
         mismatches = 0
+        fields = []
         for key, want in desired.items():
             have = actual.get(key, "-")
             flag = "" if have == want else "  MISMATCH"
             mismatches += bool(flag)
+            fields.append({"field": key, "desired": want, "programmed": have, "in_sync": not flag})
             lines.append(f"{key:<16} {json.dumps(want):<28} {json.dumps(have):<28}{flag}")
         err = self.apply_errors.get((pf.id, vf.vfid))
         if err:
             lines.append(f"last apply error: {err}")
         lines.append("in sync" if not mismatches else f"{mismatches} field(s) differ from the config")
-        return Reply(True, lines)
+        return Reply(True, lines, {"in_sync": not mismatches, "fields": fields})
 
     def show(self, what: object) -> Reply:
         what = what if isinstance(what, str) else ""
