@@ -15,12 +15,14 @@ CNI_DIR = "/usr/lib/cni"           # Debian's containernetworking-plugins
 
 
 def run_plugin(command: str, netconf: dict, container: str = "", netns: str = "", ifname: str = "net1",
-               extra_env: dict | None = None, cni_path: str = CNI_DIR) -> tuple[int, dict | None, str]:
+               extra_env: dict | None = None, cni_path: str = CNI_DIR,
+               plugin: str = PLUGIN) -> tuple[int, dict | None, str]:
+    """Run one CNI plugin process (vfd-cni unless `plugin` names another executable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
                 "CNI_IFNAME": ifname, "CNI_PATH": cni_path})
     env.update(extra_env or {})
-    p = subprocess.run([PLUGIN], input=json.dumps(netconf).encode(), env=env, capture_output=True, timeout=120)
+    p = subprocess.run([plugin], input=json.dumps(netconf).encode(), env=env, capture_output=True, timeout=120)
     out = p.stdout.decode().strip()
     return p.returncode, (json.loads(out) if out else None), p.stderr.decode()
 

@@ -199,3 +199,18 @@ def test_two_adds_racing_for_one_vf_exactly_one_wins(lab):
     assert lab.run("DEL", lab.conf(), container=loser)[0] == 0
     assert len(lab.vfd.live()) == 1 and link_json("net1", win_ns) is not None
     assert lab.run("DEL", lab.conf(), container=winner)[0] == 0 and lab.vfd.live() == []
+
+
+def test_tuning_chained_after_vfd_cni_gets_our_result(lab):
+    rc, res, err = lab.run("ADD", lab.conf())
+    assert rc == 0, (res, err)
+    conf = {"cniVersion": "1.0.0", "name": "vlan100", "type": "tuning",
+            "sysctl": {"net.ipv4.conf.net1.arp_notify": "1"}, "prevResult": res}
+    rc2, res2, err2 = run_plugin("ADD", conf, "pod-a", lab.netns[0], "net1",
+                                   plugin=f"{CNI_DIR}/tuning")
+    assert rc2 == 0, (res2, err2)
+    assert res2["interfaces"] == res["interfaces"] and res2["ips"] == res["ips"]
+    out = subprocess.run(["ip", "netns", "exec", lab.netns_names[0], "cat", "/proc/sys/net/ipv4/conf/net1/arp_notify"],
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "1"
+    assert lab.run("DEL", lab.conf())[0] == 0

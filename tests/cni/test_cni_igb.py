@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tools" / "kernel-lab"
-GUEST_TIMEOUT = 600
+GUEST_TIMEOUT = 1500
 
 pytestmark = [
     pytest.mark.kernel_lab,

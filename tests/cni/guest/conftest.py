@@ -5,3 +5,11 @@ import os
 
 if os.environ.get("VFD_LAB") != "1" or os.environ.get("VFD_LAB_IGB") != "1":
     collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_runtest_logreport(report):
+    """Print a failure as it happens: a guest run that times out still shows what went wrong."""
+    if report.failed:
+        import sys
+        sys.stdout.write(f"\n=== FAILED {report.nodeid} ({report.when}):\n{report.longreprtext}\n")
+        sys.stdout.flush()

@@ -94,7 +94,7 @@ def test_add_two_pods_on_vlan100_and_one_on_vlan200(lab):
 def test_tuning_chained_after_vfd_cni(lab):
     conf = {"cniVersion": "1.0.0", "name": "vlan100", "type": "tuning",
             "sysctl": {"net.ipv4.conf.net1.arp_notify": "1"}, "prevResult": RESULTS["podA"]}
-    rc, res, err = run_plugin("ADD", conf, "podA", "/var/run/netns/podA", "net1")
+    rc, res, err = run_plugin("ADD", conf, "podA", "/var/run/netns/podA", "net1", plugin="/usr/lib/cni/tuning")
     assert rc == 0, (res, err)
     assert res["interfaces"] == RESULTS["podA"]["interfaces"]
     assert sh("ip", "netns", "exec", "podA", "cat", "/proc/sys/net/ipv4/conf/net1/arp_notify").strip() == "1"

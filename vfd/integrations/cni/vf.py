@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfd.backends.kernel.sysfs import full_pci, is_pci_address
 from vfd.integrations.cni.errors import INVALID_NETCONF, VF_NOT_MANAGED, CniError
 
 
@@ -78,7 +77,9 @@ def find_vf(device_id: str, main_conf: dict) -> VfSlot:
     entry = None
     for e in _pf_entries(main_conf):
         pid = e["id"]
-        if (is_pci_address(pid) and full_pci(pid) == pf_pci.lower()) or pid in pf_netdevs:
+        # vfd's PF id is the PCI address (domain optional) or the netdev name (vfd.backends.kernel.sysfs);
+        # compared here without importing the backends (and pydantic): plugin start-up counts.
+        if pid.lower() in (pf_pci.lower(), pf_pci.lower().split(":", 1)[-1]) or pid in pf_netdevs:
             entry = e
             break
     if entry is None:
