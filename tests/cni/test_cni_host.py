@@ -214,3 +214,25 @@ def test_tuning_chained_after_vfd_cni_gets_our_result(lab):
                          capture_output=True, text=True).stdout
     assert out.strip() == "1"
     assert lab.run("DEL", lab.conf())[0] == 0
+
+
+def test_status_says_whether_the_daemon_answers(lab):
+    conf = lab.conf(cniVersion="1.1.0")
+    assert lab.run("STATUS", conf)[0] == 0
+    lab.vfd.stop()
+    rc, out, _ = lab.run("STATUS", conf)
+    assert rc == 1 and out["code"] == 50 and "not answering" in out["msg"]
+
+
+def test_gc_undoes_attachments_the_runtime_no_longer_lists(lab):
+    assert lab.run("ADD", lab.conf(), container="pod-a")[0] == 0
+    conf = lab.conf(deviceID="0000:07:11.0")
+    assert lab.run("ADD", conf, container="pod-b", netns=lab.netns[1])[0] == 0
+    gc = lab.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": [{"containerID": "pod-b", "ifname": "net1"}]})
+    rc, out, err = lab.run("GC", gc)
+    assert rc == 0, (out, err)
+    from vfd.integrations.cni.netconf import port_id
+    assert lab.vfd.live() == [f"{port_id('pod-b', 'net1')}.json"]
+    assert link_json(lab.vfs[0]) is not None and link_json("net1", lab.netns_names[0]) is None
+    assert link_json("net1", lab.netns_names[1]) is not None
+    assert lab.run("DEL", conf, container="pod-b", netns=lab.netns[1])[0] == 0
