@@ -150,7 +150,7 @@ def test_check_passes_then_fails_after_a_hand_change_until_vfd_repairs(lab):
         lab.vfd.proc.send_signal(signal.SIGCONT)
     t.join()
     rc, out, err = box["r"]
-    assert rc == 1 and out["code"] == 104 and "vlan" in out["msg"], (out, err)
+    assert rc == 1 and out["code"] == 104 and "differs from vfd's config" in out["msg"], (out, err)
     wait_for(lambda: _in_sync(lab), "vfd's repair", 60)
     assert vf_info(pf_nd, 0)["vlan"] == 100
     rc, out, err = _check(lab)
