@@ -6,9 +6,8 @@ The igb guest tests (tests/cni/test_cni_igb.py) repeat the flow on real VFs with
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
-import shutil
 import subprocess
 import threading
 
@@ -27,9 +26,13 @@ pytestmark = [
 PF = "0000:07:00.0"
 
 
+_SEQ = itertools.count()
+
+
 @pytest.fixture
 def lab(tmp_path):
-    tag = f"{os.getpid() % 100000}"
+    # names unique per test: a deleted netns frees its veths asynchronously
+    tag = f"{os.getpid() % 10000}{next(_SEQ)}"
     vf_a, vf_b = f"cvfa{tag}", f"cvfb{tag}"
     for n in (vf_a, vf_b):
         subprocess.run(["ip", "link", "add", n, "type", "veth", "peer", "name", n + "p"], check=True)
