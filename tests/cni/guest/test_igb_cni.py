@@ -195,3 +195,14 @@ def test_two_adds_racing_for_one_vf_exactly_one_wins(lab):
     for pod in (loser, winner):
         assert lab.run("DEL", pod, lab.conf(100), dev)[0] == 0
     assert lab.vfd.live() == [] and vf_netdev(dev) == lab.as_found[(0, 1)]["netdev"]
+
+
+def test_a_released_vf_attaches_again_with_another_mac(lab):
+    """After DEL the VF netdev is down in the host; vfd sets the new MAC from the PF, and igbvf only
+    takes it on its next reset: the plugin must still give the pod that MAC."""
+    dev = lab.vf[(0, 0)]
+    rc, res, err = lab.add("podD", lab.conf(100, "02:56:00:00:0d:02"), dev)
+    assert rc == 0, (res, err)
+    assert _link("net1", "podD")["address"] == "02:56:00:00:0d:02"
+    assert lab.run("DEL", "podD", lab.conf(100), dev)[0] == 0
+    assert vf_netdev(dev) == lab.as_found[(0, 0)]["netdev"]

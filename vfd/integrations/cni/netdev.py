@@ -93,9 +93,22 @@ def move_in(host_name: str, tmp_name: str, netns_path: str, ifname: str, mac: st
         return link_info(ns, ifname)
 
 
+def _mac(ipr, idx: int) -> str:
+    return (ipr.get_links(idx)[0].get("IFLA_ADDRESS") or "").lower()
+
+
 def _set_mac(ipr, idx: int, mac: str) -> None:
-    """Set the netdev's MAC; a VF whose MAC the PF already set to this value may refuse (EADDRNOTAVAIL)."""
-    cur = (ipr.get_links(idx)[0].get("IFLA_ADDRESS") or "").lower()
+    """Give the netdev `mac`. When the PF has set the VF's MAC (vfd did), the VF driver may refuse
+    to change it (igbvf: EADDRNOTAVAIL) but takes the PF's value on its next reset, which an
+    up/down cycle of a netdev that was down since causes; so that is tried first."""
+    if _mac(ipr, idx) == mac.lower():
+        return
+    try:
+        ipr.link("set", index=idx, state="up")
+        ipr.link("set", index=idx, state="down")
+    except NetlinkError:
+        pass
+    cur = _mac(ipr, idx)
     if cur == mac.lower():
         return
     try:
