@@ -372,7 +372,7 @@ class VFManager:
             have = actual.get(key, "-")
             flag = "" if have == want else "  MISMATCH"
             mismatches += bool(flag)
-            fields.append({"field": key, "desired": want, "programmed": have, "in_sync": not flag})
+            fields.append({"field": key, "desired": want, "programmed": have, "differs": bool(flag)})
             lines.append(f"{key:<16} {json.dumps(want):<28} {json.dumps(have):<28}{flag}")
         err = self.apply_errors.get((pf.id, vf.vfid))
         if err:

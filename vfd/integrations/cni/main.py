@@ -213,7 +213,8 @@ def cmd_check(env: Env, nc: NetConf, environ: dict) -> None:
     if "in_sync" not in data:
         raise CniError(CHECK_FAILED, f"vfd's status reply for {pid} carries no 'in_sync' (daemon too old?)")
     if not data["in_sync"]:
-        off = [f.get("field") for f in data.get("fields") or [] if isinstance(f, dict) and not f.get("in_sync", True)]
+        off = [f.get("field") for f in data.get("fields") or []
+               if isinstance(f, dict) and (f.get("differs") or f.get("in_sync") is False)]
         raise CniError(CHECK_FAILED, f"{where} differs from vfd's config" + (f": {', '.join(map(str, off))}" if off
                                                                               else "") + " (vfd repairs drift)")
     if state.get("netdev"):
