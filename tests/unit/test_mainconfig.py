@@ -96,3 +96,13 @@ def test_kernel_pf_refuses_settings_it_would_ignore(extra, pf_extra, key):
     for backend in ("sim", "dpdk"):
         parse_main_config(json.dumps({"pciids": [{"id": "0000:07:00.0", "backend": backend, **pf_extra}],
                                       **extra}), "t")
+
+
+def test_flowcontrol_flag_is_checked_like_the_key():
+    """`vfd -F` with a kernel PF is refused as `enable_flowcontrol: true` in the file is."""
+    import argparse
+    from vfd.daemon.main import apply_flags
+    main = parse_main_config(json.dumps({"pciids": [{"id": "eth0", "backend": "kernel"}]}), "t")
+    flags = argparse.Namespace(qos=False, flowcontrol=True, no_huge=False)
+    with pytest.raises(ConfigError, match="enable_flowcontrol true is not supported by the kernel backend"):
+        apply_flags(main, flags)
