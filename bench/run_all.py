@@ -33,6 +33,12 @@ def main() -> int:
         text = (r.stdout + (f"\n(kernel benchmark exited {r.returncode}: {r.stderr[-2000:]})" if r.returncode else ""))
         print(text, flush=True)
         parts.append("## kernel backend in the QEMU guest (bench/kernel_program.py -n 64)\n" + text.strip())
+        # vfd-cni vs host-device on emulated igb VFs (another guest boot, QEMU 10's igb)
+        cni = Path(__file__).resolve().parent / "cni_attach.py"
+        r = subprocess.run([sys.executable, str(cni), "-n", "5"], capture_output=True, text=True)
+        text = (r.stdout + (f"\n(cni benchmark exited {r.returncode}: {r.stderr[-2000:]})" if r.returncode else ""))
+        print(text, flush=True)
+        parts.append("## vfd-cni vs host-device in the igb guest (bench/cni_attach.py -n 5)\n" + text.strip())
     out = Path(__file__).resolve().parent / "results.txt"
     out.write_text("\n\n".join(p for p in parts if p) + "\n")
     print(f"\nwritten to {out}")

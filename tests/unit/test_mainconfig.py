@@ -83,3 +83,26 @@ def test_interval_bounds_admit_their_ends():
     m = parse(reconcile_interval=0.5, callback_timeout=3600)
     assert (m.reconcile_interval, m.callback_timeout) == (0.5, 3600)
     assert parse(reconcile_interval=86400).reconcile_interval == 86400
+
+
+@pytest.mark.parametrize("extra, pf_extra, key", [({"enable_flowcontrol": True}, {}, "enable_flowcontrol"),
+                                                  ({}, {"hw_strip_crc": False}, "hw_strip_crc")])
+def test_kernel_pf_refuses_settings_it_would_ignore(extra, pf_extra, key):
+    """Issue 10.4: a kernel PF does not program pause frames or CRC keeping: refused, not ignored;
+    the same settings stay valid for the sim and dpdk backends."""
+    kernel = {"pciids": [{"id": "eth0", "backend": "kernel", **pf_extra}], **extra}
+    with pytest.raises(ConfigError, match=f"{key}.*not supported by the kernel backend"):
+        parse_main_config(json.dumps(kernel), "t")
+    for backend in ("sim", "dpdk"):
+        parse_main_config(json.dumps({"pciids": [{"id": "0000:07:00.0", "backend": backend, **pf_extra}],
+                                      **extra}), "t")
+
+
+def test_flowcontrol_flag_is_checked_like_the_key():
+    """`vfd -F` with a kernel PF is refused as `enable_flowcontrol: true` in the file is."""
+    import argparse
+    from vfd.daemon.main import apply_flags
+    main = parse_main_config(json.dumps({"pciids": [{"id": "eth0", "backend": "kernel"}]}), "t")
+    flags = argparse.Namespace(qos=False, flowcontrol=True, no_huge=False)
+    with pytest.raises(ConfigError, match="enable_flowcontrol true is not supported by the kernel backend"):
+        apply_flags(main, flags)

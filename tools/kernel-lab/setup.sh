@@ -59,6 +59,8 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
     log "installing: ${MISSING[*]}"
     apt_install "${MISSING[@]}"
 fi
+# QEMU with the igb SR-IOV model, the CNI plugins (run-in-guest --igb, tests/cni).
+. "$HERE/igb-deps.sh"
 
 # ---------------------------------------------------------------- kernel version
 pick_kver() {

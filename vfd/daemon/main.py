@@ -22,7 +22,7 @@ from vfd.daemon.manager import VFManager
 from vfd.daemon.reply import Reply
 from vfd.daemon.rundir import raise_fd_limit
 from vfd.daemon.server import RequestServer
-from vfd.errors import VfdError
+from vfd.errors import ConfigError, VfdError
 from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
 from vfd.policy.authz import ROOT_ONLY, PermissionRefused, require_root
 from vfd.protocol import ACTIONS
@@ -59,7 +59,14 @@ def apply_flags(main: MainConfig, args: argparse.Namespace) -> MainConfig:
         changes["enable_flowcontrol"] = True
     if args.no_huge:
         changes["huge_pages"] = False
-    return main.model_copy(update=changes) if changes else main
+    if not changes:
+        return main
+    flagged = main.model_copy(update=changes)
+    try:
+        flagged._checks()           # the same cross-field rules as the file (model_copy skips them)
+    except ValueError as exc:
+        raise ConfigError("command-line flags", [str(exc)]) from None
+    return flagged
 
 
 def daemonise(pid_file: str) -> None:

@@ -169,6 +169,14 @@ class MainConfig(StrictModel):
             if pf.eswitch_mode != "legacy" and self.backend_of(pf) != "kernel":
                 raise ValueError(f"pciids[{i}] ({pf.id}): eswitch_mode {pf.eswitch_mode!r} only applies to the "
                                  f"kernel backend")
+            # The kernel backend leaves pause frames and FCS handling to the PF's driver (ethtool -A/-K):
+            # refused rather than accepted and ignored (docs/kernel.md).
+            if self.backend_of(pf) == "kernel" and self.enable_flowcontrol:
+                raise ValueError(f"pciids[{i}] ({pf.id}): enable_flowcontrol true is not supported by the kernel "
+                                 f"backend (set pause frames with 'ethtool -A'); leave it false for kernel PFs")
+            if self.backend_of(pf) == "kernel" and not pf.hw_strip_crc:
+                raise ValueError(f"pciids[{i}] ({pf.id}): hw_strip_crc false is not supported by the kernel "
+                                 f"backend (the driver strips the CRC; 'ethtool -K rx-fcs' is the driver's)")
         return self
 
     # ---- derived values -------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Attaching a VF to a pod: vfd-cni ADD+DEL vs Debian's host-device plugin ADD+DEL, same guest run.
+
+On the host (root): boots ONE kernel-lab guest with two emulated 82576 ports (`run-in-guest --igb 2`)
+and runs this script inside it with --in-guest. Inside, on the same VF and the same network
+namespace, each CNI plugin is run as a runtime runs it (a fresh process, CNI_* environment, netconf
+on stdin), no IPAM:
+
+  host-device   moves the VF netdev into the pod and back (nothing else: no VF policy)
+  vfd-cni       the same netdev move, plus vfd admitting and programming the VF (VLAN, MAC) over
+                the FIFO on ADD and restoring it on DEL; process start-up (Python) included
+
+Goal (issue 12): vfd-cni within 2x of host-device. Everything runs under software emulation (TCG),
+which inflates process start-up the most: compare the ratio, not absolute times.
+
+    python3 bench/cni_attach.py [-n 5]       # host: boots the guest
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def in_guest(n: int) -> int:
+    import tempfile
+
+    from tests.cni.cnilab import run_plugin
+    from tests.cni.guest.igblab import sh, start_lab, vf_netdev, vf_pci
+
+    root = Path(tempfile.mkdtemp(prefix="cnibench-"))
+    d, pfs = start_lab(root / "vfd", vfs=1)
+    try:
+        dev = vf_pci(pfs[0][0], 0)
+        host_name = vf_netdev(dev)
+        sh("ip", "netns", "add", "benchpod")
+        ns = "/var/run/netns/benchpod"
+        vfd_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "vfd-cni", "deviceID": dev, "vlan": 100,
+                    "mac": "02:be:00:00:00:01", "vfdConfig": str(d.conf), "cacheDir": str(root / "cache")}
+        hd_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": host_name}
+        times: dict[str, list[float]] = {"host-device": [], "vfd-cni": []}
+        for i in range(n + 1):                        # the first round warms caches and is dropped
+            for label, conf, plugin in (("host-device", hd_conf, "/usr/lib/cni/host-device"),
+                                        ("vfd-cni", vfd_conf, None)):
+                t0 = time.perf_counter()
+                for cmd in ("ADD", "DEL"):
+                    if plugin:
+                        rc, out, err = _run(plugin, cmd, conf, f"c{i}", ns)
+                    else:
+                        rc, out, err = run_plugin(cmd, conf, f"c{i}", ns, "net1")
+                    if rc != 0:
+                        raise SystemExit(f"{label} {cmd} failed: {out} {err}")
+                took = time.perf_counter() - t0
+                if vf_netdev(dev) != host_name:
+                    raise SystemExit(f"{label}: the VF netdev did not come back as {host_name}")
+                if i:
+                    times[label].append(took)
+        hd, vc = statistics.median(times["host-device"]), statistics.median(times["vfd-cni"])
+        print(f"ADD+DEL of one igb VF, median of {n} (software-emulated guest):")
+        print(f"  host-device (netdev move only)          {hd * 1000:8.0f} ms")
+        print(f"  vfd-cni (policy by vfd + netdev move)   {vc * 1000:8.0f} ms   {vc / hd:.1f}x host-device"
+              f"   (goal: within 2x)")
+    finally:
+        d.stop()
+        sh("ip", "netns", "del", "benchpod", check=False)
+    return 0
+
+
+def _run(plugin: str, cmd: str, conf: dict, container: str, netns: str):
+    import json
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update({"CNI_COMMAND": cmd, "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "net1",
+                "CNI_PATH": "/usr/lib/cni"})
+    p = subprocess.run([plugin], input=json.dumps(conf).encode(), env=env, capture_output=True)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def on_host(n: int, timeout: int) -> int:
+    if os.geteuid() != 0:
+        print("needs root (the kernel lab)", file=sys.stderr)
+        return 2
+    python = ROOT / ".venv" / "bin" / "python"
+    r = subprocess.run([str(ROOT / "tools" / "kernel-lab" / "run-in-guest"), "--igb", "2", "--timeout",
+                        str(timeout), "--", str(python), str(Path(__file__).resolve()), "--in-guest", "-n", str(n)],
+                       cwd=ROOT)
+    return r.returncode
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, default=5, help="measured ADD+DEL rounds per plugin")
+    p.add_argument("--in-guest", action="store_true", help="run the measurement (inside the lab guest)")
+    p.add_argument("--timeout", type=int, default=900, help="guest timeout, seconds")
+    a = p.parse_args()
+    if a.in_guest:
+        if os.environ.get("VFD_LAB_IGB") != "1":
+            print("--in-guest runs inside tools/kernel-lab/run-in-guest --igb 2", file=sys.stderr)
+            return 2
+        return in_guest(a.n)
+    return on_host(a.n, a.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Init container of the vfd DaemonSet: puts vfd-cni on the node. The plugin is Python, so the image's
+# Python runtime (with vfd installed in it) is copied to the node's /opt/vfd/python and a small shim
+# /opt/cni/bin/vfd-cni runs it there. Also copies the ConfigMap's vfd.cfg to the node's /etc/vfd.
+set -eu
+CNI_BIN_DIR="${CNI_BIN_DIR:-/host/opt/cni/bin}"
+VFD_HOST_ROOT="${VFD_HOST_ROOT:-/host/opt/vfd}"
+HOST_ETC="${HOST_ETC:-/host/etc/vfd}"
+SRC_PY="${SRC_PY:-/usr/local}"
+
+mkdir -p "$VFD_HOST_ROOT" "$CNI_BIN_DIR" "$HOST_ETC"
+rm -rf "$VFD_HOST_ROOT/python.new"
+cp -a "$SRC_PY" "$VFD_HOST_ROOT/python.new"
+rm -rf "$VFD_HOST_ROOT/python.old"
+[ ! -d "$VFD_HOST_ROOT/python" ] || mv "$VFD_HOST_ROOT/python" "$VFD_HOST_ROOT/python.old"
+mv "$VFD_HOST_ROOT/python.new" "$VFD_HOST_ROOT/python"
+rm -rf "$VFD_HOST_ROOT/python.old"
+
+cat > "$CNI_BIN_DIR/.vfd-cni.new" <<'SHIM'
+#!/bin/sh
+# vfd-cni shim installed by the vfd DaemonSet (deploy/kubernetes/install-cni.sh)
+R=/opt/vfd/python
+PYTHONHOME=$R LD_LIBRARY_PATH=$R/lib PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
+    exec "$R/bin/python3" -s -m vfd.integrations.cni.main "$@"
+SHIM
+chmod 0755 "$CNI_BIN_DIR/.vfd-cni.new"
+mv "$CNI_BIN_DIR/.vfd-cni.new" "$CNI_BIN_DIR/vfd-cni"
+
+if [ -f /config/vfd.cfg ]; then
+    cp /config/vfd.cfg "$HOST_ETC/.vfd.cfg.new"
+    mv "$HOST_ETC/.vfd.cfg.new" "$HOST_ETC/vfd.cfg"
+fi
+echo "install-cni: vfd-cni installed in $CNI_BIN_DIR, runtime in $VFD_HOST_ROOT/python"
