@@ -29,7 +29,7 @@ from vfd.program import canonical, compare
 from vfd.state import LiveVF, PFState
 from vfd.store import Store, StoreError, check_port_id
 from vfd.text import escape, shown
-from vfd.daemon import show as showfmt
+from vfd.daemon import events, show as showfmt
 
 log = logging.getLogger("vfd.manager")
 
@@ -217,6 +217,8 @@ class VFManager:
                     log.warning("drift on PF %s VF %d (%s): %s; re-applying", pf.id, vfid, vf.port_id, ", ".join(diff))
                     self.reapply_vf(pf.id, vfid)
                     repaired += 1
+                    events.publish("drift", pf=pf.id, vf=vfid, port=vf.port_id, fields=diff,
+                                   repaired=(pf.id, vfid) not in self.apply_errors)
         return repaired
 
     def reapply_all(self) -> None:
