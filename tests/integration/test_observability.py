@@ -141,7 +141,7 @@ def test_a_stalled_watcher_does_not_block_requests(daemon):
     wait_for(lambda: "watcher added" in d.log_text(), "the stalled watcher is registered")
     n = 0
     while "dropped" not in d.log_text():                  # every refused delete is one event for it
-        reply = d.request("delete", filename=f"nobody-{n}-" + "x" * 200 + ".json")
+        reply = d.request("delete", filename=f"nobody-{n}-" + "x" * 150 + ".json")
         assert reply["state"] == "ERROR"
         n += 1
         assert n < 5000, "the stalled watcher was never dropped"
