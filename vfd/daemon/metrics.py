@@ -50,10 +50,12 @@ class Snapshot:
     vfs: list[dict] = field(default_factory=list)     # {pf, vf, port, in_sync, stats, spoofed}
 
 
-def take_snapshot(manager) -> Snapshot:
+def take_snapshot(manager, memo: dict | None = None) -> Snapshot:
     """On the event loop only (the manager and backends are not thread-safe). Counters as `show`
-    gives them (after clear_stats baselines); in sync from the same compare `status` uses."""
+    gives them (after clear_stats baselines); in sync from the same compare `status` uses, run
+    again only when the VF's program or what the NIC reports changed (`memo` keeps the last)."""
     snap = Snapshot(time.monotonic())
+    memo = {} if memo is None else memo
     for pf in manager.pfs.values():
         backend = manager.backends[pf.backend]
         try:
@@ -66,7 +68,13 @@ def take_snapshot(manager) -> Snapshot:
         for vfid, vf in sorted(pf.vfs.items()):
             try:
                 vst = manager._stats(pf, vfid)
-                in_sync = not any(c.differs for c in compare(vf.program, backend.read_vf(pf.id, vfid), unverifiable))
+                actual = backend.read_vf(pf.id, vfid)
+                last = memo.get((pf.id, vfid))
+                if last is not None and last[0] is vf.program and last[1] == actual:
+                    in_sync = last[2]
+                else:
+                    in_sync = not any(c.differs for c in compare(vf.program, actual, unverifiable))
+                    memo[(pf.id, vfid)] = (vf.program, actual, in_sync)
             except Exception as exc:  # noqa: BLE001
                 log.warning("metrics: PF %s VF %d unreadable: %s", pf.id, vfid, exc)
                 continue
@@ -95,6 +103,7 @@ class StateCollector:
         self.snapshot_fn = snapshot_fn       # () -> Snapshot; thread-safe (Metrics.snapshot)
         self.mono = Monotonic()
         self.lock = threading.Lock()
+        self._built: tuple[Snapshot | None, list] = (None, [])     # families of the last snapshot
 
     def describe(self):
         return []                              # collected on scrape only (not at registration)
@@ -102,29 +111,34 @@ class StateCollector:
     def collect(self):
         with self.lock:
             snap = self.snapshot_fn()
-            fams = {}
-            for scope, labels in (("pf", ["pf"]), ("vf", ["pf", "vf", "port"])):
-                for name in PORT_COUNTERS:
-                    fams[(scope, name)] = CounterMetricFamily(f"vfd_{scope}_{name}", f"{scope.upper()} {name.replace('_', ' ')} "
-                                                              "since the last clear_stats (monotonic)", labels=labels)
-            spoofed = CounterMetricFamily("vfd_vf_spoofed", "packets the NIC dropped as spoofed", labels=["pf", "vf", "port"])
-            in_sync = GaugeMetricFamily("vfd_vf_in_sync", "1 when the NIC matches the VF's config, else 0",
-                                        labels=["pf", "vf", "port"])
-            live = GaugeMetricFamily("vfd_live_vfs", "live VF configs on the PF", labels=["pf"])
-            link = GaugeMetricFamily("vfd_pf_link_up", "1 when the PF's link is up", labels=["pf"])
-            for p in snap.pfs:
-                for name, attr in PORT_COUNTERS.items():
-                    fams[("pf", name)].add_metric([p["pf"]], self.mono.value(("pf", name, p["pf"]), getattr(p["stats"], attr)))
-                live.add_metric([p["pf"]], p["live"])
-                link.add_metric([p["pf"]], 1 if p["link_up"] else 0)
-            for v in snap.vfs:
-                lv = [v["pf"], v["vf"], v["port"]]
-                for name, attr in PORT_COUNTERS.items():
-                    fams[("vf", name)].add_metric(lv, self.mono.value(("vf", name, *lv), getattr(v["stats"], attr)))
-                spoofed.add_metric(lv, self.mono.value(("vf", "spoofed", *lv), v["stats"].spoofed))
-                in_sync.add_metric(lv, 1 if v["in_sync"] else 0)
-        yield from fams.values()
-        yield from (spoofed, in_sync, live, link)
+            if self._built[0] is not snap:            # scrapes within the cache share the families too
+                self._built = (snap, self._families(snap))
+            families = self._built[1]
+        yield from families
+
+    def _families(self, snap: Snapshot) -> list:
+        fams = {}
+        for scope, labels in (("pf", ["pf"]), ("vf", ["pf", "vf", "port"])):
+            for name in PORT_COUNTERS:
+                fams[(scope, name)] = CounterMetricFamily(f"vfd_{scope}_{name}", f"{scope.upper()} {name.replace('_', ' ')} "
+                                                          "since the last clear_stats (monotonic)", labels=labels)
+        spoofed = CounterMetricFamily("vfd_vf_spoofed", "packets the NIC dropped as spoofed", labels=["pf", "vf", "port"])
+        in_sync = GaugeMetricFamily("vfd_vf_in_sync", "1 when the NIC matches the VF's config, else 0",
+                                    labels=["pf", "vf", "port"])
+        live = GaugeMetricFamily("vfd_live_vfs", "live VF configs on the PF", labels=["pf"])
+        link = GaugeMetricFamily("vfd_pf_link_up", "1 when the PF's link is up", labels=["pf"])
+        for p in snap.pfs:
+            for name, attr in PORT_COUNTERS.items():
+                fams[("pf", name)].add_metric([p["pf"]], self.mono.value(("pf", name, p["pf"]), getattr(p["stats"], attr)))
+            live.add_metric([p["pf"]], p["live"])
+            link.add_metric([p["pf"]], 1 if p["link_up"] else 0)
+        for v in snap.vfs:
+            lv = [v["pf"], v["vf"], v["port"]]
+            for name, attr in PORT_COUNTERS.items():
+                fams[("vf", name)].add_metric(lv, self.mono.value(("vf", name, *lv), getattr(v["stats"], attr)))
+            spoofed.add_metric(lv, self.mono.value(("vf", "spoofed", *lv), v["stats"].spoofed))
+            in_sync.add_metric(lv, 1 if v["in_sync"] else 0)
+        return [*fams.values(), spoofed, in_sync, live, link]
 
 
 class Metrics:
@@ -145,6 +159,7 @@ class Metrics:
         self.collector = StateCollector(self.snapshot)
         self.registry.register(self.collector)
         self._snap: Snapshot | None = None
+        self._memo: dict = {}
         self._server = None
         self._unsubscribe = events.subscribe(self.on_event)
 
@@ -173,7 +188,7 @@ class Metrics:
             def build():
                 if fut.set_running_or_notify_cancel():
                     try:
-                        fut.set_result(take_snapshot(self.manager))
+                        fut.set_result(take_snapshot(self.manager, self._memo))
                     except BaseException as exc:  # noqa: BLE001 - handed to the scraping thread
                         fut.set_exception(exc)
             self.loop.call_soon_threadsafe(build)
