@@ -166,3 +166,27 @@ def test_json_logs_parse_line_by_line(tmp_path):
     added = [x for x in lines if x["message"].startswith("event add")]
     assert added and added[0]["port"] == "vm-1" and added[0]["vf"] == 2 and added[0]["pf"] == PF
     assert any(x.get("rule") == "not_live" for x in lines)
+
+
+def test_metrics_address_in_use_stops_start_up_with_the_reason(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d = VfdProcess(tmp_path, [sim_pf(PF, 8)], metrics_listen=f"127.0.0.1:{port}")
+        d.write_main()
+        r = subprocess.run([str(BIN / "vfd"), "-f", "-p", str(d.conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"metrics_listen '127.0.0.1:{port}': cannot listen there" in r.stderr
+
+
+def test_watch_over_the_fifo_is_refused_naming_the_socket(tmp_path):
+    d = VfdProcess(tmp_path, [sim_pf(PF, 8)], socket=False)
+    d.start()
+    try:
+        r = d.iplex("watch")
+        assert r.returncode == 1 and "socket: false" in r.stderr
+        reply = d.request("watch", socket_path=False)
+        assert reply["state"] == "ERROR" and "watch is served over the daemon's socket only" in reply["msg"][0]
+    finally:
+        d.stop()

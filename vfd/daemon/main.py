@@ -25,7 +25,7 @@ from vfd.daemon.watch import WatchHub
 from vfd.daemon.rundir import raise_fd_limit
 from vfd.daemon.server import RequestServer
 from vfd.errors import ConfigError, VfdError
-from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm, split_listen
+from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
 from vfd.policy.authz import ROOT_ONLY, PermissionRefused, require_root
 from vfd.store import Store
 
@@ -235,6 +235,8 @@ class Daemon:
         self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
                                     socket_path=self.main.socket_path)
         self.server.prepare()      # the run directory and the FIFO are checked before any NIC is touched
+        if self.metrics is not None:
+            self.metrics.serve(self.main.metrics_listen)
         self.manager.open_pfs()
         self.manager.restore()
 
@@ -247,7 +249,7 @@ class Daemon:
         self.server.open(self.loop)
         self.watch = self.server.watch_hub = WatchHub(self.loop)
         if self.metrics is not None:
-            self.metrics.serve(self.loop, *split_listen(self.main.metrics_listen))
+            self.metrics.attach(self.loop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfd: start-up failed: {exc}", file=sys.stderr)
         if daemon is not None:
             daemon.manager.close()      # PFs opened before the failure are released (DPDK: EAL cleaned up)
+            if daemon.metrics is not None:
+                daemon.metrics.close()
         return 1
     try:
         return asyncio.run(daemon.run())

@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vfd.daemon import events
+from vfd.errors import VfdError
+from vfd.model.mainconfig import split_listen
 from vfd.program import compare
 
 log = logging.getLogger("vfd.metrics")
@@ -180,8 +182,8 @@ class Metrics:
         snap = self._snap
         if snap is not None and time.monotonic() - snap.taken < CACHE_SECONDS:
             return snap
-        if self.loop is None or not self.loop.is_running():
-            fresh = take_snapshot(self.manager) if self.loop is None else (snap or Snapshot(time.monotonic()))
+        if self.loop is None or not self.loop.is_running():      # starting or stopping: nothing read
+            fresh = snap or Snapshot(time.monotonic())
         else:
             fut: concurrent.futures.Future = concurrent.futures.Future()
 
@@ -202,12 +204,20 @@ class Metrics:
         self._snap = fresh
         return fresh
 
-    def serve(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
-        """Start the /metrics endpoint (prometheus_client's HTTP server in a daemon thread)."""
+    def serve(self, listen: str) -> None:
+        """Start the /metrics endpoint (prometheus_client's HTTP server in a daemon thread), at
+        start-up: an address that cannot be bound stops the daemon with the reason. Until the loop
+        runs (`attach`), scrapes get no NIC series."""
         from prometheus_client import start_http_server
+        host, port = split_listen(listen)
+        try:
+            self._server = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise VfdError(f"metrics_listen {listen!r}: cannot listen there: {exc.strerror or exc}") from None
+        log.info("metrics on http://%s/metrics", listen)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._server = start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics on http://%s:%d/metrics", host, port)
 
     def close(self) -> None:
         self._unsubscribe()
