@@ -6,7 +6,8 @@ STALE_AFTER seconds without new bytes); replies go only to FIFOs in the run dire
 through its descriptor without following symlinks (vfd/daemon/rundir.py); a client that never
 reads its reply cannot block the daemon or exhaust its descriptors (pending replies are bounded
 per requester and in total, the oldest dropped); everything logged that came from a request is
-escaped.
+escaped. A `watch` request on the socket is answered, then its connection is handed to the watch
+hub (vfd/daemon/watch.py), which streams events on it.
 """
 
 from __future__ import annotations
