@@ -190,3 +190,21 @@ def test_watch_over_the_fifo_is_refused_naming_the_socket(tmp_path):
         assert reply["state"] == "ERROR" and "watch is served over the daemon's socket only" in reply["msg"][0]
     finally:
         d.stop()
+
+
+def test_reconcile_publishes_drift_with_its_fields(tmp_path):
+    from tests.integration.test_transactions import Rig
+    from vfd.daemon import events
+    rig = Rig(tmp_path)
+    got = []
+    stop = events.subscribe(got.append)
+    try:
+        rig.drop("p1", vf_config(PF, 1, vlans=(10,)))
+        assert rig.m.add("p1", requester_uid=0).ok
+        rig.sim._pf(PF).vf(1)["vlans"] = [10, 99]            # changed behind vfd's back
+        assert rig.m.reconcile() == 1
+    finally:
+        stop()
+        rig.m.close()
+    drift = [e for e in got if e["event"] == "drift"]
+    assert [(e["pf"], e["vf"], e["port"], e["fields"], e["repaired"]) for e in drift] == [(PF, 1, "p1", ["vlans"], True)]
