@@ -93,7 +93,7 @@ def test_metrics_and_watch_follow_a_daemon_life(daemon):
         watcher.wait()
     assert [e["event"] for e in events] == ["add", "refused", "drift"]
     assert events[0]["port"] == "vm-1" and events[0]["vf"] == 1 and events[0]["pf"] == PF
-    assert events[1]["rule"] == "vf_free" and events[1]["action"] == "add"
+    assert events[1]["rule"] == "vf_free" and events[1]["action"] == "add" and events[1]["port"] == "vm-dup"
     assert events[2]["port"] == "vm-1" and events[2]["repaired"] is True
 
     show = d.request("show", resource="all")["data"]["pfs"][0]

@@ -121,15 +121,18 @@ class Daemon:
     def handle(self, action: str, params: dict, requester_uid: int | None = 0) -> tuple[bool, list[str], dict | None]:
         t0 = time.perf_counter()
         reply = self._handle(action, params, requester_uid)
-        self._observe(action, reply, time.perf_counter() - t0)
+        self._observe(action, params, reply, time.perf_counter() - t0)
         return reply.ok, reply.lines, reply.data
 
-    def _observe(self, action: str, reply: Reply, seconds: float) -> None:
+    def _observe(self, action: str, params: dict, reply: Reply, seconds: float) -> None:
         """Every request counted and timed; changes and refusals published (vfd/daemon/events.py)."""
         if self.metrics is not None:
             self.metrics.request_done(action, reply.ok, seconds)
         data = reply.data if isinstance(reply.data, dict) else {}
         where = {k: data.get(k) for k in ("port", "pf", "vf")}
+        name = params.get("filename")
+        if where["port"] is None and isinstance(name, str):     # a refused add names its port only here
+            where["port"] = os.path.basename(name).removesuffix(".json")[:200] or None
         if reply.ok and action in CHANGES:
             events.publish(CHANGES[action], action=action, **where)
         elif not reply.ok and isinstance(data.get("rule"), str):
