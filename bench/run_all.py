@@ -16,6 +16,7 @@ import admission  # noqa: E402
 import idle_cpu  # noqa: E402
 import iplex_startup  # noqa: E402
 import latency  # noqa: E402
+import metrics_scrape  # noqa: E402
 import recovery  # noqa: E402
 
 
@@ -24,7 +25,7 @@ def main() -> int:
             f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
     print(head, flush=True)
     parts = [head]
-    for mod in (latency, recovery, admission, idle_cpu, iplex_startup):
+    for mod in (latency, recovery, admission, idle_cpu, iplex_startup, metrics_scrape):
         parts.append(mod.main())
     if os.geteuid() == 0 and os.environ.get("VFD_BENCH_KERNEL", "1") != "0":
         # the kernel benchmark boots a QEMU guest (tools/kernel-lab); set VFD_BENCH_KERNEL=0 to skip it

@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("verbose", "set the daemon's log level to --loglevel (required, 0..5)")
     cmd("ping", "check that the daemon answers")
     cmd("dump", "write the daemon's state to its log")
+    cmd("watch", "print the daemon's events (adds, updates, deletes, refusals, drift, link changes) as they "
+                 "happen, one line each (--json: JSON lines), until interrupted")
     return p
 
 
@@ -297,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
     live = cdir.rstrip("/") + "_live"
     common = {"loglevel": args.loglevel if args.loglevel is not None else 0, "vfd_rid": args.rid}
     cmd = args.command
+    if cmd == "watch":
+        return watch(socket_of(conf, fifo), args.json, common)
     if cmd in ("add", "update"):
         path = os.path.join(cdir, _json_name(args.port_id))
         if not os.path.exists(path):
@@ -338,6 +342,59 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "status" and ok and data.get("in_sync") is False:
         return EXIT_ERROR                       # reported fields differ from the NIC (docs/iplex.md)
     return EXIT_OK if ok else EXIT_ERROR
+
+
+def watch(path: str | bool, as_json: bool, common: dict) -> int:
+    """`iplex watch`: a `watch` request over the socket, then the daemon's JSON lines until
+    interrupted (docs/observability.md). The stream exists on the socket only."""
+    if not path:
+        raise ClientError("watch needs the daemon's socket; the main config has socket: false")
+    rid = common.get("vfd_rid") or secrets.token_hex(16)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(path)
+            sock.sendall(encode_request("watch", None, loglevel=common.get("loglevel"), vfd_rid=rid))
+        except OSError as exc:
+            raise ClientError(f"cannot watch through vfd socket {path}: {exc.strerror} (is vfd running?)") from None
+        buf = b""
+        mark = f"\n{EOM}\n".encode()
+        while mark not in buf:
+            got = sock.recv(65536)
+            if not got:
+                raise ClientError("vfd closed the connection without answering the watch request")
+            buf += got
+        head, _, buf = buf.partition(mark)
+        replies = decode_responses((head + mark).decode("utf-8", "replace"))
+        reply = replies[0] if replies else {}
+        if reply.get("state") != "OK":
+            msg = reply.get("msg") if isinstance(reply.get("msg"), list) else ["no valid reply"]
+            raise ClientError("watch refused: " + "; ".join(printable(m) for m in msg))
+        while True:
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                print(line.decode("utf-8", "replace") if as_json else event_line(line), flush=True)
+            got = sock.recv(65536)
+            if not got:
+                raise ClientError("vfd closed the watch stream (daemon stopped, or this watcher fell too far behind)")
+            buf += got
+    finally:
+        sock.close()
+
+
+def event_line(raw: bytes) -> str:
+    """One event as a line for people: `<UTC time> <event> key=value ...`."""
+    try:
+        ev = json.loads(raw)
+    except ValueError:
+        return printable(raw.decode("utf-8", "replace"))
+    if not isinstance(ev, dict):
+        return printable(ev)
+    t = ev.pop("time", None)
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if isinstance(t, (int, float)) else "-"
+    kind = ev.pop("event", "?")
+    rest = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in ev.items())
+    return printable(f"{when} {kind} {rest}".rstrip())
 
 
 def _json_name(port_id: str) -> str:

@@ -18,7 +18,7 @@ from vfd.text import escape
 
 EOM = "@eom@"
 ACTIONS = ("add", "delete", "update", "status", "show", "ping", "verbose", "dump", "mirror", "export", "cpu_alarm",
-           "clear_stats")
+           "clear_stats", "watch")
 MAX_REQUEST_BYTES = 64 * 1024      # a request larger than this is garbage by definition
 MAX_DEPTH = 32                      # nesting deeper than this is refused before any JSON parsing
 PIPE_BUF = 4096                     # writes up to this size are atomic on a pipe

@@ -15,11 +15,14 @@ import time
 
 from vfd import __version__
 from vfd.backends import create_backend
+from vfd.daemon import events
 from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import VFManager
+from vfd.daemon.metrics import Metrics
 from vfd.daemon.reply import Reply
+from vfd.daemon.watch import WatchHub
 from vfd.daemon.rundir import raise_fd_limit
 from vfd.daemon.server import RequestServer
 from vfd.errors import ConfigError, VfdError
@@ -34,6 +37,8 @@ CPU_CHECK_EVERY = 5.0
 # All stop callbacks together get at most this long: well inside systemd's stop timeout (90 s by
 # default and in packaging/vfd.service), leaving time to turn mirrors off and close the PFs.
 STOP_CALLBACKS_CAP = 60.0
+# requests that change a VF -> the event they publish when they succeed
+CHANGES = {"add": "add", "update": "update", "mirror": "update", "delete": "delete"}
 VERBOSE_MIN, VERBOSE_MAX = 0, 5      # the original's verbosity range (iplex verbose --loglevel)
 
 
@@ -113,9 +118,47 @@ class Daemon:
         self.cpu_alarm = main.cpu_alarm
         self.level = level_for(main.log_level)
         self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
+        self.metrics: Metrics | None = Metrics(self.manager) if main.metrics_listen else None
+        self.watch: WatchHub | None = None
 
     # ---- requests ---------------------------------------------------------------------------
     def handle(self, action: str, params: dict, requester_uid: int | None = 0) -> tuple[bool, list[str], dict | None]:
+        t0 = time.perf_counter()
+        reply = self._handle(action, params, requester_uid)
+        self._observe(action, params, reply, time.perf_counter() - t0)
+        return reply.ok, reply.lines, reply.data
+
+    def _observe(self, action: str, params: dict, reply: Reply, seconds: float) -> None:
+        """Every request counted and timed; changes and refusals published (vfd/daemon/events.py)."""
+        if self.metrics is not None:
+            self.metrics.request_done(action, reply.ok, seconds)
+        data = reply.data if isinstance(reply.data, dict) else {}
+        where = {k: data.get(k) for k in ("port", "pf", "vf")}
+        name = params.get("filename")
+        if where["port"] is None and isinstance(name, str):     # a refused add names its port only here
+            where["port"] = os.path.basename(name).removesuffix(".json")[:200] or None
+        if reply.ok and action in CHANGES:
+            events.publish(CHANGES[action], action=action, **where)
+        elif not reply.ok and isinstance(data.get("rule"), str):
+            events.publish("refused", action=action, rule=data["rule"], field=data.get("field"), **where,
+                           message=reply.lines[0] if reply.lines else None)
+
+    def _on_nic_event(self, ev) -> None:
+        """Backend events: the manager re-applies; then what happened is published."""
+        self.manager.on_event(ev)
+        pf = self.manager.pfs.get(ev.pf_id)
+        if pf is None:
+            return
+        vf = pf.vfs.get(ev.vfid) if ev.vfid is not None else None
+        where = {"pf": ev.pf_id, "vf": ev.vfid, "port": vf.port_id if vf else None, "detail": ev.detail or None}
+        if ev.kind in ("link_up", "link_down"):
+            events.publish("link", state="up" if ev.kind == "link_up" else "down", **where)
+        elif ev.kind == "drift" and vf is not None:
+            events.publish("drift", repaired=(ev.pf_id, ev.vfid) not in self.manager.apply_errors, **where)
+        elif ev.kind in ("vf_reset", "vfs_gone"):
+            events.publish(ev.kind, **where)
+
+    def _handle(self, action: str, params: dict, requester_uid: int | None) -> Reply:
         lvl = params.get("loglevel", 0)
         raised = isinstance(lvl, int) and not isinstance(lvl, bool) and level_for(lvl) < log.level
         if raised:
@@ -125,7 +168,7 @@ class Daemon:
         finally:
             if raised:
                 log.setLevel(self.level)
-        return reply.ok, reply.lines, reply.data
+        return reply
 
     def _dispatch(self, action: str, params: dict, uid: int | None):
         if action in ROOT_ONLY:        # daemon-wide settings (vfd/policy/authz.py)
@@ -152,6 +195,9 @@ class Daemon:
             "status": lambda p, uid: m.status(filename(p)),
             "show": lambda p, uid: m.show(p.get("resource", "all")),
             "ping": lambda p, uid: m.ping(),
+            # the server hands the connection to the watch hub after this reply
+            "watch": lambda p, uid: Reply(True, ["watching vfd events until interrupted"],
+                                          {"watch": sorted(events.KINDS)}),
             "dump": lambda p, uid: m.dump(),
             "mirror": lambda p, uid: m.mirror(p.get("resource"), requester_uid=uid),
             "export": lambda p, uid: m.export(filename(p), p.get("output"), requester_uid=uid),
@@ -194,6 +240,8 @@ class Daemon:
         self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
                                     socket_path=self.main.socket_path)
         self.server.prepare()      # the run directory and the FIFO are checked before any NIC is touched
+        if self.metrics is not None:
+            self.metrics.serve(self.main.metrics_listen)
         self.manager.open_pfs()
         self.manager.restore()
 
@@ -204,12 +252,15 @@ class Daemon:
             self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
                                         socket_path=self.main.socket_path)
         self.server.open(self.loop)
+        self.watch = self.server.watch_hub = WatchHub(self.loop)
+        if self.metrics is not None:
+            self.metrics.attach(self.loop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         for b in self.backends.values():
-            b.attach(self.loop, self.manager.on_event)
+            b.attach(self.loop, self._on_nic_event)
         self._schedule_cpu_check()
         self.loop.call_later(self.main.reconcile_interval, self._reconcile)
         self.run_callbacks("start_cb")
@@ -241,7 +292,7 @@ class Daemon:
         re-apply happens either way."""
         try:
             fresh = load_main_config(self.config_path)
-            setup_logging(fresh.log_dir, fresh.log_keep, fresh.log_level)
+            setup_logging(fresh.log_dir, fresh.log_keep, fresh.log_level, fresh.log_format)
             self.level = level_for(fresh.log_level)
             log.warning("SIGHUP: log settings re-read; re-applying every VF")
         except VfdError as exc:
@@ -278,6 +329,10 @@ class Daemon:
             self.run_callbacks("stop_cb", wait=True)
             self.manager.mirrors_off()
         finally:
+            if self.watch is not None:
+                self.watch.close()
+            if self.metrics is not None:
+                self.metrics.close()
             if self.server:
                 self.server.close()
             self.manager.close()
@@ -307,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.foreground:
         daemonise(main_cfg.pid_fname)
-    setup_logging(main_cfg.log_dir, main_cfg.log_keep, main_cfg.init_log_level)
+    setup_logging(main_cfg.log_dir, main_cfg.log_keep, main_cfg.init_log_level, main_cfg.log_format)
     daemon = None
     try:
         daemon = Daemon(main_cfg, args.config, args)
@@ -317,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfd: start-up failed: {exc}", file=sys.stderr)
         if daemon is not None:
             daemon.manager.close()      # PFs opened before the failure are released (DPDK: EAL cleaned up)
+            if daemon.metrics is not None:
+                daemon.metrics.close()
         return 1
     try:
         return asyncio.run(daemon.run())

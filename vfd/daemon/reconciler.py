@@ -10,6 +10,7 @@ import logging
 import time
 
 from vfd.backends.base import NicEvent
+from vfd.daemon import events
 from vfd.errors import BackendError, VfdError
 from vfd.model.vfconfig import parse_vf_config
 from vfd.policy.admission import admit
@@ -97,6 +98,8 @@ class Reconciler:
                     log.warning("drift on PF %s VF %d (%s): %s; re-applying", pf.id, vfid, vf.port_id, ", ".join(diff))
                     self.reapply_vf(pf.id, vfid)
                     repaired += 1
+                    events.publish("drift", pf=pf.id, vf=vfid, port=vf.port_id, fields=diff,
+                                   repaired=(pf.id, vfid) not in self.apply_errors)
         return repaired
 
     def reapply_all(self) -> None:

@@ -6,7 +6,8 @@ STALE_AFTER seconds without new bytes); replies go only to FIFOs in the run dire
 through its descriptor without following symlinks (vfd/daemon/rundir.py); a client that never
 reads its reply cannot block the daemon or exhaust its descriptors (pending replies are bounded
 per requester and in total, the oldest dropped); everything logged that came from a request is
-escaped.
+escaped. A `watch` request on the socket is answered, then its connection is handed to the watch
+hub (vfd/daemon/watch.py), which streams events on it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ MAX_PENDING_TOTAL = 128         # ... and in total (each holds a descriptor); th
 MAX_PENDING_BYTES = 4 << 20     # bytes queued for one reply FIFO
 MAX_CONNS = 128                 # open socket connections; beyond, the uid holding most loses its oldest
 _RFIFO_RE = re.compile(rb'"r_fifo"\s*:\s*"([^"\\]{1,512})"')
+
+def _is_watch(req: dict) -> bool:
+    action = req.get("action")
+    return isinstance(action, str) and action.lower() == "watch"
+
 
 # handler(action, params, requester_uid) -> (ok, msg lines, data or None); see vfd/policy/authz.py
 Handler = Callable[[str, dict, "int | None"], tuple[bool, list[str], "dict | None"]]
@@ -78,6 +84,7 @@ class RequestServer:
         self.rfd = self.wfd = -1
         self.pending: dict[int, _Pending] = {}       # insertion order is age
         self.served = 0
+        self.watch_hub = None       # vfd/daemon/watch.py WatchHub: `watch` connections are handed to it
 
     # ---- FIFO lifecycle ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -203,6 +210,10 @@ class RequestServer:
         if name is None:
             log.warning("reply fifo %s is not in %s: request dropped", printable(r_fifo, 200), self.rundir.dir_path)
             return
+        if _is_watch(req):
+            self._reply(name, rid, False, [f"watch is served over the daemon's socket only ("
+                                           f"{self.rundir.socket_path or 'none configured: main config socket'})"])
+            return
         self._reply(name, rid, *self._answer(req, params, self.rundir.requester(name)))
 
     def _answer(self, req: dict, params: dict, uid: int | None) -> tuple[bool, list[str], dict | None]:
@@ -297,7 +308,14 @@ class RequestServer:
                 params = params if isinstance(params, dict) else {}
                 r = params.get("vfd_rid", rid)
                 rid = r if isinstance(r, str) and len(r) <= 256 else rid
-                answer = self._answer(item.request, params, c.uid)
+                if _is_watch(item.request) and not self._can_watch():
+                    answer = (False, ["too many watchers: try again later"], None)
+                else:
+                    answer = self._answer(item.request, params, c.uid)
+                    if _is_watch(item.request) and answer[0]:
+                        self._conn_detach(c)
+                        self.watch_hub.add(c.sock, c.uid, encode_response(rid, *answer))
+                        return
         except Exception:  # noqa: BLE001 - only this request fails
             log.exception("internal error serving a socket request")
             answer = (False, ["internal error"], None)
@@ -325,6 +343,17 @@ class RequestServer:
             c.writing = True
             self.loop.add_writer(fd, self._conn_write, c)
             self.loop.call_later(REPLY_DEADLINE + 0.1, self._conn_write, c)
+
+    def _can_watch(self) -> bool:
+        from vfd.daemon.watch import MAX_WATCHERS
+        return self.watch_hub is not None and len(self.watch_hub.watchers) < MAX_WATCHERS
+
+    def _conn_detach(self, c: "_Conn") -> None:
+        """The connection leaves the request server (its reader is already off): a watcher now."""
+        del self.conns[c.sock.fileno()]
+        if c.timer is not None:
+            c.timer.cancel()
+            c.timer = None
 
     def _conn_close(self, c: "_Conn") -> None:
         fd = c.sock.fileno()

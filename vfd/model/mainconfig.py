@@ -124,6 +124,23 @@ def _numa_mem(v: object) -> object:
     return v.replace(" ", "") if isinstance(v, str) else v
 
 
+def _listen(v: object) -> object:
+    """"HOST:PORT" for the metrics endpoint: an IPv4/IPv6 address or name, and a port 1..65535."""
+    if not isinstance(v, str):
+        return v
+    host, sep, port = v.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"metrics_listen must be \"HOST:PORT\" with a port 1..65535, e.g. \"127.0.0.1:9469\"; "
+                         f"got {v!r}")
+    return v
+
+
+def split_listen(v: str) -> tuple[str, int]:
+    host, _, port = v.rpartition(":")
+    return (host[1:-1] if host.startswith("[") else host), int(port)
+
+
 class MainConfig(StrictModel):
     log_dir: str = "/var/log/vfd"
     log_keep: int = 30
@@ -155,6 +172,9 @@ class MainConfig(StrictModel):
     reconcile_interval: float = Field(default=10.0, ge=RECONCILE_MIN, le=RECONCILE_MAX, allow_inf_nan=False)
     callback_timeout: float = Field(default=30.0, ge=CALLBACK_TIMEOUT_MIN, le=CALLBACK_TIMEOUT_MAX,
                                     allow_inf_nan=False)
+    # Prometheus endpoint "HOST:PORT" serving /metrics; absent = none (docs/observability.md).
+    metrics_listen: Annotated[str, BeforeValidator(_listen)] | None = None
+    log_format: Literal["text", "json"] = "text"
     pciids: list[Annotated[PFConfig, BeforeValidator(_bare_pf)]] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from vfd.errors import RequestError
 ROOT = 0
 
 # Reads anyone in fifo_group may do; everything else changes state and is checked below.
-READ_ONLY = frozenset({"ping", "show", "status", "dump"})
+READ_ONLY = frozenset({"ping", "show", "status", "dump", "watch"})
 # Daemon-wide settings: root only.
 ROOT_ONLY = frozenset({"verbose", "cpu_alarm"})
 
