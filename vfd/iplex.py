@@ -238,7 +238,11 @@ def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
         if left <= 0:
             extra = f" ({ignored} replies to other requests ignored)" if ignored else ""
             raise ClientError(f"no reply from vfd within {timeout:g}s{extra}")
-        readable, _, _ = select.select([fd], [], [], left)
+        watched = [fd] if _WAKE_FD is None else [fd, _WAKE_FD]
+        readable, _, _ = select.select(watched, [], [], left)
+        if _WAKE_FD is not None and _WAKE_FD in readable:
+            _drain(_WAKE_FD)         # a signal came: its handler runs now, before the next bytecode
+            readable = [r for r in readable if r != _WAKE_FD]
         if readable:
             try:
                 got = recv(65536) if recv else os.read(fd, 65536)
@@ -249,6 +253,26 @@ def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
             if not got and recv:
                 raise ClientError("vfd closed the connection without a reply to this request")
             chunks += got
+
+
+# A signal that lands after Python checked for pending signals but before select() blocks would
+# otherwise go unnoticed until the timeout: the C handler writes to this pipe, which wakes select.
+_WAKE_FD: int | None = None
+
+
+def _watch_signals() -> None:
+    global _WAKE_FD
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    _WAKE_FD = r
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 class _Signalled(Exception):
@@ -273,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) != signal.SIG_IGN:      # `nohup iplex ...` keeps ignoring SIGHUP
             signal.signal(sig, _on_signal)
+    _watch_signals()
     try:
         return run(args)
     except ClientError as exc:
