@@ -87,7 +87,7 @@ def test_package_holds_scripts_unit_man_pages_completion_and_conffile(deb):
     for name in scripts():                       # every [project.scripts] entry, vfd-cni included
         assert f"usr/bin/{name}" in files, name
     for path in ("lib/systemd/system/vfd.service", "usr/lib/tmpfiles.d/vfd.conf",
-                 "usr/share/man/man8/vfd.8.gz", "usr/share/man/man8/iplex.8.gz",
+                 "usr/share/man/man8/vfd.8.gz", "usr/share/man/man8/iplex.8.gz", "usr/share/man/man8/vfd-cni.8.gz",
                  "usr/share/bash-completion/completions/iplex", "etc/vfd/vfd.cfg",
                  "usr/lib/vfd/vfd/daemon/main.py", "usr/lib/vfd/pydantic/__init__.py",
                  "usr/lib/vfd/pyroute2/__init__.py"):
