@@ -13,6 +13,7 @@ Goal (issue 12): vfd-cni within 2x of host-device. Everything runs under softwar
 which inflates process start-up the most: compare the ratio, not absolute times.
 
     python3 bench/cni_attach.py [-n 5]       # host: boots the guest
+    python3 bench/cni_attach.py --profile    # one ADD and one DEL profiled (imports, cProfile, IPAM, tuning)
 """
 
 from __future__ import annotations
@@ -73,22 +74,96 @@ def in_guest(n: int) -> int:
     return 0
 
 
-def _run(plugin: str, cmd: str, conf: dict, container: str, netns: str):
+def profile_in_guest() -> int:
+    """One ADD and one DEL with host-local IPAM and `tuning` chained, each plugin process timed, plus
+    `python -X importtime` and cProfile of vfd-cni: where an attachment's time goes."""
+    import cProfile  # noqa: F401  (fails early if missing)
+    import json
+    import pstats
+    import re
+    import tempfile
+
+    from tests.cni.guest.igblab import sh, start_lab, vf_pci
+
+    root = Path(tempfile.mkdtemp(prefix="cniprof-"))
+    python = sys.executable
+    t = time.perf_counter()
+    subprocess.run([python, "-c", "pass"], check=True)
+    print(f"python -c pass: {(time.perf_counter() - t) * 1000:.0f} ms")
+    t = time.perf_counter()
+    subprocess.run([python, "-S", "-c", "pass"], check=True)
+    print(f"python -S -c pass: {(time.perf_counter() - t) * 1000:.0f} ms")
+    d, pfs = start_lab(root / "vfd", vfs=1)
+    try:
+        dev = vf_pci(pfs[0][0], 0)
+        sh("ip", "netns", "add", "profpod")
+        ns = "/var/run/netns/profpod"
+        conf = {"cniVersion": "1.0.0", "name": "prof", "type": "vfd-cni", "deviceID": dev, "vlan": 100,
+                "mac": "02:be:00:00:00:02", "vfdConfig": str(d.conf), "cacheDir": str(root / "cache"),
+                "ipam": {"type": "host-local", "subnet": "10.9.0.0/24", "dataDir": str(root / "ipam")}}
+        for cmd in ("ADD", "DEL"):
+            prof = root / f"{cmd}.prof"
+            argv = [python, "-X", "importtime", "-m", "cProfile", "-o", str(prof), "-m", "vfd.integrations.cni.main"]
+            t = time.perf_counter()
+            rc, out, err = _run(argv, cmd, conf, "p0", ns)
+            took = time.perf_counter() - t
+            if rc != 0:
+                raise SystemExit(f"vfd-cni {cmd} failed: {out} {err}")
+            imports = [ln for ln in err.splitlines() if ln.startswith("import time:") and "|" in ln]
+            top = sorted(((int(ln.split("|")[1]), ln.split("|")[2].strip()) for ln in imports
+                          if re.match(r"\S", ln.split("|")[2][1:] or "x")), reverse=True)
+            print(f"\n== vfd-cni {cmd} (under -X importtime and cProfile): {took * 1000:.0f} ms, "
+                  f"{len(imports)} modules imported")
+            for us, name in top[:8]:
+                print(f"   import {name:40s} {us / 1000:8.0f} ms")
+            st = pstats.Stats(str(prof))
+            wanted = ("main.py:", "iplex.py:", "netdev.py:", "ipam.py:", "vf.py:", "cache.py:", "rtnl.py:",
+                      "netconf.py:", "store.py:")
+            rows = []
+            for (fn, line, func), (_cc, _nc, _tt, ct, _callers) in st.stats.items():
+                if any(fn.endswith(w[:-1]) for w in wanted) and func[0] != "<":
+                    rows.append((ct, f"{os.path.basename(fn)}:{func}"))
+            for ct, name in sorted(rows, reverse=True)[:16]:
+                print(f"   {name:40s} {ct * 1000:8.0f} ms cumulative")
+            if cmd == "ADD":
+                prev = json.loads(out)
+                tconf = {"cniVersion": "1.0.0", "name": "prof", "type": "tuning", "mtu": 1400, "prevResult": prev}
+                t = time.perf_counter()
+                rc2, out2, err2 = _run(["/usr/lib/cni/tuning"], "ADD", tconf, "p0", ns)
+                print(f"   tuning ADD (chained, separate process): {(time.perf_counter() - t) * 1000:.0f} ms rc={rc2}")
+                t = time.perf_counter()
+                ipc = {"cniVersion": "1.0.0", "name": "prof2", "ipam": conf["ipam"]}
+                rc3, out3, err3 = _run(["/usr/lib/cni/host-local"], "ADD", ipc, "p1", ns)
+                print(f"   host-local ADD alone (separate process): {(time.perf_counter() - t) * 1000:.0f} ms rc={rc3}")
+                _run(["/usr/lib/cni/host-local"], "DEL", ipc, "p1", ns)
+    finally:
+        d.stop()
+        sh("ip", "netns", "del", "profpod", check=False)
+    return 0
+
+
+def _run(plugin, cmd: str, conf: dict, container: str, netns: str):
     import json
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update({"CNI_COMMAND": cmd, "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "net1",
                 "CNI_PATH": "/usr/lib/cni"})
-    p = subprocess.run([plugin], input=json.dumps(conf).encode(), env=env, capture_output=True)
+    argv = [plugin] if isinstance(plugin, str) else plugin
+    p = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
-def on_host(n: int, timeout: int) -> int:
+def on_host(n: int, timeout: int, profile: bool = False) -> int:
     if os.geteuid() != 0:
         print("needs root (the kernel lab)", file=sys.stderr)
         return 2
     python = ROOT / ".venv" / "bin" / "python"
+    # An installed package ships its .pyc files; the lab's tree is compiled the same way first (a
+    # checkout run with PYTHONDONTWRITEBYTECODE would compile vfd's modules in every plugin process).
+    subprocess.run([str(python), "-m", "compileall", "-q", str(ROOT / "vfd"), str(ROOT / "tests")],
+                   check=True, stdout=subprocess.DEVNULL)
+    what = ["--profile"] if profile else ["-n", str(n)]
     r = subprocess.run([str(ROOT / "tools" / "kernel-lab" / "run-in-guest"), "--igb", "2", "--timeout",
-                        str(timeout), "--", str(python), str(Path(__file__).resolve()), "--in-guest", "-n", str(n)],
+                        str(timeout), "--", str(python), str(Path(__file__).resolve()), "--in-guest"] + what,
                        cwd=ROOT)
     return r.returncode
 
@@ -98,13 +173,15 @@ def main() -> int:
     p.add_argument("-n", type=int, default=5, help="measured ADD+DEL rounds per plugin")
     p.add_argument("--in-guest", action="store_true", help="run the measurement (inside the lab guest)")
     p.add_argument("--timeout", type=int, default=900, help="guest timeout, seconds")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: one ADD and one DEL (with host-local IPAM, tuning chained) timed and profiled")
     a = p.parse_args()
     if a.in_guest:
         if os.environ.get("VFD_LAB_IGB") != "1":
             print("--in-guest runs inside tools/kernel-lab/run-in-guest --igb 2", file=sys.stderr)
             return 2
-        return in_guest(a.n)
-    return on_host(a.n, a.timeout)
+        return profile_in_guest() if a.profile else in_guest(a.n)
+    return on_host(a.n, a.timeout, a.profile)
 
 
 if __name__ == "__main__":
