@@ -11,20 +11,26 @@ import itertools
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.cni.cnilab import ip, link_json, netns_add, netns_del
 
 _SEQ = itertools.count()
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_plugin_imports_no_pyroute2_and_no_backend():
+def test_plugin_needs_no_site_packages_and_imports_no_pyroute2():
+    """The DaemonSet's shim runs `python -S` (no site module): the plugin may use the standard library
+    and vfd only, and none of pyroute2, pydantic, asyncio or the daemon's modules."""
     code = ("import sys, vfd.integrations.cni.main; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'pydantic', 'asyncio') "
             "or m.startswith('vfd.backends') or m.startswith('vfd.daemon')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
