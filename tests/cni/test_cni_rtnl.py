@@ -82,7 +82,7 @@ def test_rename_mac_mtu_up_address_route_and_move_back(pod):
             ns.set_link(idx, ifname="net1", mac="02:aa:bb:cc:dd:01", mtu=1400)
             ns.set_link(idx, up=True)
             ns.add_address(idx, ipaddress.ip_interface("10.77.0.5/24"))
-            ns.add_route(ipaddress.ip_network("10.88.0.0/16"), idx, "10.77.0.1")
+            ns.add_route(ipaddress.ip_network("10.88.0.0/16"), idx, ipaddress.ip_address("10.77.0.1"))
             with pytest.raises(NetlinkError) as err:
                 ns.add_address(idx, ipaddress.ip_interface("10.77.0.5/24"))
             assert err.value.code == 17                   # EEXIST, as the kernel says it

@@ -9,7 +9,6 @@ pod's addresses on the move), original name and MTU.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 from contextlib import contextmanager
 
@@ -162,6 +161,7 @@ def restore_host_name(names: list[str], host_name: str, mtu: int | None, mac: st
 
 def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
     """Addresses and routes of an IPAM result, on `ifname` in the pod."""
+    import ipaddress    # here: only a netconf with ipam needs it
     with pod(netns_path) as ns:
         idx = _index(ns, ifname)
         if idx is None:
@@ -174,7 +174,7 @@ def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
                 dst = ipaddress.ip_network(r["dst"], strict=False)
                 gw = r.get("gw") or _gateway_for(result, dst.version)
                 try:
-                    ns.add_route(dst, idx, gw)
+                    ns.add_route(dst, idx, ipaddress.ip_address(gw) if gw else None)
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:
                         raise
@@ -183,6 +183,7 @@ def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
 
 
 def _gateway_for(result: dict, version: int) -> str | None:
+    import ipaddress
     for ip in result.get("ips") or []:
         gw = ip.get("gateway")
         if gw and ipaddress.ip_address(gw).version == version:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import os
 import socket
 import struct
@@ -169,19 +168,20 @@ class Rtnl:
         self._request(RTM_NEWLINK, NLM_F_ACK, body)
 
     # ---- addresses and routes ----
-    def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+    def add_address(self, index: int, iface) -> None:
+        """`iface`: an ipaddress.IPv4Interface or IPv6Interface."""
         family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         ip = iface.ip.packed
         body = struct.pack("=BBBBI", family, iface.network.prefixlen, 0, 0, index)
         body += _nla(IFA_LOCAL, ip) + _nla(IFA_ADDRESS, ip)
         self._request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def add_route(self, dst: ipaddress.IPv4Network | ipaddress.IPv6Network, oif: int,
-                  gateway: str | None = None) -> None:
+    def add_route(self, dst, oif: int, gateway=None) -> None:
+        """`dst`: an ipaddress network; `gateway`: an ipaddress address or None (a link route)."""
         family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
         body = struct.pack("=BBBBBBBBI", family, dst.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT,
                            RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK, RTN_UNICAST, 0)
         body += _nla(RTA_DST, dst.network_address.packed) + _nla(RTA_OIF, struct.pack("=I", oif))
         if gateway:
-            body += _nla(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+            body += _nla(RTA_GATEWAY, gateway.packed)
         self._request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
