@@ -31,9 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-# vfd-cni as the DaemonSet's shim runs it (deploy/kubernetes/install-cni.sh): `python -S`, vfd on
-# PYTHONPATH; the venv's console script (.venv/bin/vfd-cni) also runs the site module.
-LEAN = [sys.executable, "-S", "-m", "vfd.integrations.cni.main"]
+# vfd-cni as the DaemonSet's shim runs it (deploy/kubernetes/install-cni.sh): `python -S -P` (no site
+# module, no cwd on sys.path) with vfd's directory appended after the standard library's, so each
+# stdlib import looks in one directory less; the venv's console script (.venv/bin/vfd-cni) runs site.
+LEAN = [sys.executable, "-S", "-P", "-c", f"import sys; sys.path.append({str(ROOT)!r}); "
+        "from vfd.integrations.cni.main import main; sys.exit(main())"]
 
 
 def in_guest(n: int) -> int:
@@ -114,8 +116,9 @@ def profile_in_guest() -> int:
             prof = root / f"{cmd}.prof"
             argv = [python, "-S", "-X", "importtime", "-m", "cProfile", "-o", str(prof), "-m",
                     "vfd.integrations.cni.main"]
+            env_extra = {"PYTHONPATH": str(ROOT)}
             t = time.perf_counter()
-            rc, out, err = _run(argv, cmd, conf, "p0", ns)
+            rc, out, err = _run(argv, cmd, conf, "p0", ns, env_extra)
             took = time.perf_counter() - t
             if rc != 0:
                 raise SystemExit(f"vfd-cni {cmd} failed: {out} {err}")
@@ -153,11 +156,12 @@ def profile_in_guest() -> int:
     return 0
 
 
-def _run(plugin, cmd: str, conf: dict, container: str, netns: str):
+def _run(plugin, cmd: str, conf: dict, container: str, netns: str, extra: dict | None = None):
     import json
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update({"CNI_COMMAND": cmd, "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "net1",
-                "CNI_PATH": "/usr/lib/cni", "PYTHONPATH": str(ROOT)})
+                "CNI_PATH": "/usr/lib/cni"})
+    env.update(extra or {})
     argv = [plugin] if isinstance(plugin, str) else plugin
     p = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
