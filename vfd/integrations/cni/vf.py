@@ -8,20 +8,16 @@ points the lookup at another tree (tests build one).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 from vfd.integrations.cni.errors import INVALID_NETCONF, VF_NOT_MANAGED, CniError
 
 
-@dataclass(frozen=True)
-class VfSlot:
-    device_id: str         # the VF's PCI address
-    pf_pci: str            # the PF's PCI address
-    vfid: int
-    pf_id: str             # the PF's id as vfd's main config spells it (PCI address or netdev name)
-    pf_speed: int          # Mb/s, 0 when unknown
-    netdev: str | None     # the VF's netdev in the host (None: no netdev, e.g. vfio-pci)
-    driver: str | None
+class VfSlot(namedtuple("VfSlot", "device_id pf_pci vfid pf_id pf_speed netdev driver")):
+    """device_id, pf_pci: PCI addresses; vfid; pf_id: the PF's id as vfd's main config spells it (PCI
+    address or netdev name); pf_speed: Mb/s, 0 when unknown; netdev: the VF's netdev in the host (None:
+    no netdev, e.g. vfio-pci); driver. A namedtuple, not a dataclass: see netconf._Record."""
+    __slots__ = ()
 
 
 def sysfs_root() -> str:
