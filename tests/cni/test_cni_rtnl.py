@@ -21,16 +21,30 @@ _SEQ = itertools.count()
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_plugin_needs_no_site_packages_and_imports_no_pyroute2():
+def test_plugin_needs_no_site_packages_and_imports_no_heavy_modules():
     """The DaemonSet's shim runs `python -S` (no site module): the plugin may use the standard library
-    and vfd only, and none of pyroute2, pydantic, asyncio or the daemon's modules."""
+    and vfd only; none of pyroute2, pydantic, asyncio, the daemon's modules, dataclasses (inspect,
+    ast, dis, ...), pathlib, or hashlib (OpenSSL's libcrypto) is loaded at start-up."""
+    heavy = ("pyroute2", "pydantic", "asyncio", "dataclasses", "inspect", "pathlib", "hashlib", "_hashlib",
+             "argparse", "subprocess")
     code = ("import sys, vfd.integrations.cni.main; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'pydantic', 'asyncio') "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r} "
             "or m.startswith('vfd.backends') or m.startswith('vfd.daemon')))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_port_ids_keep_their_sha256_names():
+    """The attachment ids (cache files, vfd's port names) are SHA-256 based; CPython's built-in
+    SHA-256 gives the same digests as hashlib's, so ids made by earlier versions still match."""
+    import hashlib
+
+    from vfd.integrations.cni.main import tmp_name
+    from vfd.integrations.cni.netconf import port_id
+    assert port_id("abc123", "net1").endswith(hashlib.sha256(b"abc123\0net1").hexdigest()[:10])
+    assert tmp_name("p") == "vfc" + hashlib.sha256(b"p").hexdigest()[:8]
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")

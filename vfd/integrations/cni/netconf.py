@@ -10,12 +10,19 @@ refusal is passed on, so no rule is repeated here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 
 from vfd.integrations.cni.errors import INCOMPATIBLE_VERSION, INVALID_ENV, INVALID_NETCONF, CniError
+
+try:    # CPython's own SHA-256 (the same digests): hashlib would load OpenSSL's libcrypto at every plugin start
+    from _sha2 import sha256            # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256      # Python <= 3.11
+    except ImportError:
+        from hashlib import sha256
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 DEFAULT_CACHE_DIR = "/var/lib/cni/vfd"
@@ -115,7 +122,7 @@ class NetConf(_Record):
 
 def port_id(container_id: str, ifname: str) -> str:
     """vfd's port name for one attachment: readable, safe characters only, unique per (container, ifname)."""
-    digest = hashlib.sha256(f"{container_id}\0{ifname}".encode()).hexdigest()[:10]
+    digest = sha256(f"{container_id}\0{ifname}".encode()).hexdigest()[:10]
     cid = _UNSAFE.sub("_", container_id)[:64]
     ifn = _UNSAFE.sub("_", ifname)[:32]
     return f"cni-{cid}-{ifn}-{digest}"
