@@ -8,7 +8,8 @@ on stdin), no IPAM:
   host-device   moves the VF netdev into the pod and back (nothing else: no VF policy)
   vfd-cni       the same netdev move, plus vfd admitting and programming the VF (VLAN, MAC) over
                 the FIFO on ADD and restoring it on DEL; process start-up (Python) included, run as
-                the DaemonSet's shim runs it (`python -S`); also timed through the venv's console script
+                the DaemonSet's shim runs it (`python -S -P`); also timed through the venv's console script
+  floor         two `python -S -P -c pass` processes: what any Python plugin pays before doing anything
 
 Goal (issue 12): vfd-cni within 2x of host-device. Everything runs under software emulation (TCG),
 which inflates process start-up the most: compare the ratio, not absolute times.
@@ -56,13 +57,16 @@ def in_guest(n: int) -> int:
         hd_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": host_name}
         plugins = (("host-device", hd_conf, ["/usr/lib/cni/host-device"]),
                    ("vfd-cni", vfd_conf, LEAN),
-                   ("vfd-cni-venv", vfd_conf, None))
+                   ("vfd-cni-venv", vfd_conf, None),
+                   ("python-floor", None, [sys.executable, "-S", "-P", "-c", "pass"]))
         times: dict[str, list[float]] = {label: [] for label, _, _ in plugins}
         for i in range(n + 1):                        # the first round warms caches and is dropped
             for label, conf, plugin in plugins:
                 t0 = time.perf_counter()
                 for cmd in ("ADD", "DEL"):
-                    if plugin:
+                    if conf is None:              # the floor: an interpreter that starts and exits
+                        rc, out, err = subprocess.run(plugin, capture_output=True).returncode, "", ""
+                    elif plugin:
                         rc, out, err = _run(plugin, cmd, conf, f"c{i}", ns)
                     else:
                         rc, out, err = run_plugin(cmd, conf, f"c{i}", ns, "net1")
@@ -79,6 +83,8 @@ def in_guest(n: int) -> int:
         print(f"  vfd-cni (policy by vfd + netdev move)         {vc * 1000:8.0f} ms   {vc / hd:.1f}x host-device"
               f"   (goal: within 2x)")
         print(f"    same, through the venv's console script     {vv * 1000:8.0f} ms   {vv / hd:.1f}x   (site module run)")
+        fl = statistics.median(times["python-floor"])
+        print(f"  floor: two `python -S -P -c pass` processes   {fl * 1000:8.0f} ms   {fl / hd:.1f}x   (no work at all)")
     finally:
         d.stop()
         sh("ip", "netns", "del", "benchpod", check=False)
