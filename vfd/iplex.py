@@ -7,10 +7,8 @@ who asks), else on the request FIFO with the reply read on a private FIFO create
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import secrets
 import select
 import signal
 import socket
@@ -53,6 +51,7 @@ def find_config(path: str | None) -> dict:
 
 def _common_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     """Options accepted before or after the command (`iplex add vm1 --loglevel=2`, as the original)."""
+    import argparse     # here, not at the top: vfd-cni imports this module and pays for every import
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     p.add_argument("--conf", default=d(None),
                    help="vfd main config (default: $VFD_CONF, /etc/vfd/vfd.cfg, /var/lib/vfd/etc/vfd.cfg)")
@@ -64,6 +63,7 @@ def _common_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def _loglevel(text: str) -> int:
+    import argparse
     try:
         lvl = int(text)
     except ValueError:
@@ -74,6 +74,7 @@ def _loglevel(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
     p = argparse.ArgumentParser(prog="iplex", description="Control vfd, the Virtual Function Daemon.",
                                 epilog="Exit status: 0 OK, 1 error reported by vfd, no answer, or (status) a VF not in sync "
                                        "with its config, 2 usage error.")
@@ -138,7 +139,7 @@ def reply_fifo_name(fifo: str, reply_tag: str = "") -> str:
     128 random bits keep others from naming it in their requests (vfd then trusts its owner as
     the requester: docs/operations.md, Security)."""
     tag = f".{reply_tag}" if reply_tag else ""
-    return f"{fifo}_IPLEX.{os.getpid()}{tag}.{secrets.token_urlsafe(16)}"
+    return f"{fifo}_IPLEX.{os.getpid()}{tag}.{os.urandom(16).hex()}"
 
 
 def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", socket_path: str | bool | None = None,
@@ -152,7 +153,7 @@ def request(fifo: str, action: str, timeout: float, *, reply_tag: str = "", sock
     `reply_tag` keeps concurrent callers of one process apart (the os-vif plugin, tests).
     """
     if params.get("vfd_rid") is None:
-        params["vfd_rid"] = secrets.token_hex(16)
+        params["vfd_rid"] = os.urandom(16).hex()
     rid = params["vfd_rid"]
     if socket_path is None:
         socket_path = fifo + ".sock"

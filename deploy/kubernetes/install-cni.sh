@@ -16,12 +16,17 @@ rm -rf "$VFD_HOST_ROOT/python.old"
 mv "$VFD_HOST_ROOT/python.new" "$VFD_HOST_ROOT/python"
 rm -rf "$VFD_HOST_ROOT/python.old"
 
-cat > "$CNI_BIN_DIR/.vfd-cni.new" <<'SHIM'
+# The plugin needs only the standard library and vfd: `-S` skips the site module (scanning
+# site-packages, running its .pth hooks) and `-P` the cwd; vfd's directory is appended after the
+# standard library's, so each stdlib import searches one directory (docs/performance.md).
+SITE_DIR=$("$SRC_PY/bin/python3" -S -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+SITE_DIR="/opt/vfd/python${SITE_DIR#"$SRC_PY"}"
+cat > "$CNI_BIN_DIR/.vfd-cni.new" <<SHIM
 #!/bin/sh
 # vfd-cni shim installed by the vfd DaemonSet (deploy/kubernetes/install-cni.sh)
 R=/opt/vfd/python
-PYTHONHOME=$R LD_LIBRARY_PATH=$R/lib PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
-    exec "$R/bin/python3" -s -m vfd.integrations.cni.main "$@"
+PYTHONHOME=\$R LD_LIBRARY_PATH=\$R/lib PYTHONDONTWRITEBYTECODE=1 exec "\$R/bin/python3" -S -P -c \\
+    "import sys; sys.path.append('$SITE_DIR'); from vfd.integrations.cni.main import main; sys.exit(main())" "\$@"
 SHIM
 chmod 0755 "$CNI_BIN_DIR/.vfd-cni.new"
 mv "$CNI_BIN_DIR/.vfd-cni.new" "$CNI_BIN_DIR/vfd-cni"

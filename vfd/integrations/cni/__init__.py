@@ -7,6 +7,8 @@ the pod is gone.
 
 Modules: `errors` (CNI error codes), `netconf` (stdin + CNI_* environment -> NetConf, and the
 VF config it asks vfd for), `vf` (sysfs: deviceID -> PF and VF number, and vfd's PF id),
-`netdev` (pyroute2: move, rename, address the VF netdev), `ipam` (delegation to the IPAM plugin),
+`netdev` (move, rename, address the VF netdev), `rtnl` (its rtnetlink requests on plain sockets, the
+pod's namespace entered in-process: no pyroute2, whose import dominated the plugin's start-up),
+`ipam` (delegation to the IPAM plugin),
 `cache` (per-attachment state and the per-VF lock), `main` (the commands).
 """

@@ -8,19 +8,18 @@ import fcntl
 import json
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 from vfd.integrations.cni.errors import IO_FAILURE, CniError
-from vfd.store import atomic_write
 
 
-def _path(cache_dir: str, port_id: str) -> Path:
-    return Path(cache_dir) / f"{port_id}.json"
+def _path(cache_dir: str, port_id: str) -> str:
+    return os.path.join(cache_dir, f"{port_id}.json")
 
 
 def load(cache_dir: str, port_id: str) -> dict | None:
     try:
-        data = json.loads(_path(cache_dir, port_id).read_text())
+        with open(_path(cache_dir, port_id), "rb") as f:
+            data = json.loads(f.read())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -29,6 +28,7 @@ def load(cache_dir: str, port_id: str) -> dict | None:
 
 
 def save(cache_dir: str, port_id: str, state: dict) -> None:
+    from vfd.store import atomic_write   # here: DEL never writes; vfd.store pulls pathlib and secrets
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         atomic_write(_path(cache_dir, port_id), (json.dumps(state, indent=1) + "\n").encode(), mode=0o600)
@@ -39,15 +39,14 @@ def save(cache_dir: str, port_id: str, state: dict) -> None:
 
 def remove(cache_dir: str, port_id: str) -> None:
     try:
-        _path(cache_dir, port_id).unlink()
+        os.unlink(_path(cache_dir, port_id))
     except FileNotFoundError:
         pass
 
 
 def all_ports(cache_dir: str) -> list[str]:
     try:
-        return sorted(p.name[:-5] for p in Path(cache_dir).iterdir()
-                      if p.name.endswith(".json") and not p.name.startswith("."))
+        return sorted(n[:-5] for n in os.listdir(cache_dir) if n.endswith(".json") and not n.startswith("."))
     except OSError:
         return []
 
@@ -55,10 +54,10 @@ def all_ports(cache_dir: str) -> list[str]:
 @contextmanager
 def vf_lock(cache_dir: str, device_id: str):
     """Held for a whole ADD or DEL of `device_id` (blocking: the other one finishes first)."""
-    d = Path(cache_dir) / "locks"
+    d = os.path.join(cache_dir, "locks")
     try:
-        d.mkdir(parents=True, mode=0o700, exist_ok=True)
-        fd = os.open(d / f"{device_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(d, f"{device_id}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise CniError(IO_FAILURE, f"cannot open the VF lock in {d}: {exc.strerror}") from None
     try:

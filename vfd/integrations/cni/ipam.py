@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 from vfd.integrations.cni.errors import IPAM_FAILED, INVALID_ENV, CniError
 
@@ -20,6 +19,7 @@ def find_plugin(name: str, cni_path: list[str]) -> str:
 
 def delegate(command: str, ipam_type: str, netconf_raw: dict, cni_path: list[str], environ: dict) -> dict | None:
     """Run the IPAM plugin; its result (ADD) or None. A failure raises CniError with the plugin's message."""
+    import subprocess   # here: a netconf without ipam does not pay for its import at every plugin start
     exe = find_plugin(ipam_type, cni_path)
     env = dict(environ)
     env["CNI_COMMAND"] = command

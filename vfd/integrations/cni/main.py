@@ -11,7 +11,6 @@ CHECK the daemon's status says in sync, and the pod's interface has the expected
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -20,9 +19,9 @@ from vfd import iplex
 from vfd.integrations.cni import cache, ipam, netdev
 from vfd.integrations.cni.errors import (CHECK_FAILED, INVALID_ENV, INVALID_NETCONF, IO_FAILURE,
                                          PLUGIN_NOT_AVAILABLE, TRY_AGAIN_LATER, VFD_REFUSED, CniError)
-from vfd.integrations.cni.netconf import SUPPORTED_VERSIONS, Env, NetConf, parse_netconf, port_id, read_env
+from vfd.integrations.cni.netconf import (SUPPORTED_VERSIONS, Env, NetConf, parse_netconf, port_id, read_env,
+                                          sha256)
 from vfd.integrations.cni.vf import find_vf, vf_netdev
-from vfd.store import atomic_write
 
 ALREADY_ATTACHED = 105
 REQUEST_TIMEOUT = float(os.environ.get("VFD_CNI_TIMEOUT", "30"))
@@ -67,7 +66,7 @@ class Daemon:
 
 
 def tmp_name(pid: str) -> str:
-    return "vfc" + hashlib.sha256(pid.encode()).hexdigest()[:8]
+    return "vfc" + sha256(pid.encode()).hexdigest()[:8]
 
 
 # ---- ADD --------------------------------------------------------------------------------------------
@@ -75,6 +74,7 @@ def cmd_add(env: Env, nc: NetConf, environ: dict) -> dict:
     if not nc.device_id:
         raise CniError(INVALID_NETCONF, "deviceID is missing: the VF's PCI address (Multus passes the one "
                                         "the SR-IOV device plugin allocated)")
+    from vfd.store import atomic_write   # ADD only (see cache.save)
     daemon = Daemon(nc.vfd_config)
     slot = find_vf(nc.device_id, daemon.conf)
     pid = port_id(env.container_id, env.ifname)

@@ -10,13 +10,19 @@ refusal is passed on, so no rule is repeated here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 
 from vfd.integrations.cni.errors import INCOMPATIBLE_VERSION, INVALID_ENV, INVALID_NETCONF, CniError
+
+try:    # CPython's own SHA-256 (the same digests): hashlib would load OpenSSL's libcrypto at every plugin start
+    from _sha2 import sha256            # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256      # Python <= 3.11
+    except ImportError:
+        from hashlib import sha256
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 DEFAULT_CACHE_DIR = "/var/lib/cni/vfd"
@@ -31,21 +37,36 @@ _ONOFF = {"on": True, "off": False}
 _LINK = {"auto": "auto", "enable": "on", "disable": "off"}
 
 
-@dataclass
-class Env:
-    command: str
+class _Record:
+    """Keyword-built records with class-level defaults. Not dataclasses: `dataclasses` imports
+    inspect, ast, dis and tokenize, a dozen modules each plugin process would load for two classes."""
+
+    def __init__(self, **values):
+        for k, v in values.items():
+            if not hasattr(type(self), k):
+                raise TypeError(f"{type(self).__name__} has no field {k!r}")
+            setattr(self, k, v)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class Env(_Record):
+    command: str = ""
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
     args: str = ""
-    path: list[str] = field(default_factory=list)
+    path: list[str] = ()
 
 
-@dataclass
-class NetConf:
-    cni_version: str
-    name: str
-    raw: dict
+class NetConf(_Record):
+    cni_version: str = ""
+    name: str = ""
+    raw: dict = None
     device_id: str | None = None
     vlan: int = 0
     vlan_qos: int = 0
@@ -58,10 +79,14 @@ class NetConf:
     max_tx_rate: int | None = None
     mtu: int | None = None
     ipam: dict | None = None
-    vfd: dict = field(default_factory=dict)
+    vfd: dict = None
     vfd_config: str = DEFAULT_VFD_CONFIG
     cache_dir: str = DEFAULT_CACHE_DIR
     prev_result: dict | None = None
+
+    def __init__(self, **values):
+        self.vfd = {}
+        super().__init__(**values)
 
     def vf_config(self, name: str, pf_id: str, vfid: int, speed: int) -> dict:
         """The VF config vfd is asked to admit: sriov-cni-style fields mapped to vfd's, then `vfd` on top.
@@ -97,7 +122,7 @@ class NetConf:
 
 def port_id(container_id: str, ifname: str) -> str:
     """vfd's port name for one attachment: readable, safe characters only, unique per (container, ifname)."""
-    digest = hashlib.sha256(f"{container_id}\0{ifname}".encode()).hexdigest()[:10]
+    digest = sha256(f"{container_id}\0{ifname}".encode()).hexdigest()[:10]
     cid = _UNSAFE.sub("_", container_id)[:64]
     ifn = _UNSAFE.sub("_", ifname)[:32]
     return f"cni-{cid}-{ifn}-{digest}"

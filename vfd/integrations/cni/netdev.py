@@ -1,30 +1,25 @@
-"""The VF netdev's trip into the pod and back (pyroute2, no `ip` processes).
+"""The VF netdev's trip into the pod and back (rtnetlink on plain sockets: `rtnl`, no `ip` processes).
 
 Into the pod: down, renamed in the host to a temporary name (the pod may already have an
 interface with the VF's host name), moved into CNI_NETNS, renamed to CNI_IFNAME, MAC and MTU
-set, up. Back: down, temporary name, moved to the plugin's own namespace, original name and MTU.
+set, up. Back: down, temporary name, moved to the plugin's own namespace (the kernel drops the
+pod's addresses on the move), original name and MTU.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 from contextlib import contextmanager
 
-from pyroute2 import IPRoute, NetNS
-from pyroute2.netlink.exceptions import NetlinkError
-
 from vfd.integrations.cni.errors import CONTAINER_UNKNOWN, NETDEV_FAILED, CniError
+from vfd.integrations.cni.rtnl import NetlinkError, Rtnl
 
 
 @contextmanager
 def host():
-    ipr = IPRoute()
-    try:
+    with Rtnl() as ipr:
         yield ipr
-    finally:
-        ipr.close()
 
 
 @contextmanager
@@ -32,26 +27,20 @@ def pod(netns_path: str):
     if not os.path.exists(netns_path):
         raise CniError(CONTAINER_UNKNOWN, f"CNI_NETNS {netns_path} does not exist")
     try:
-        ns = NetNS(netns_path)
-    except (OSError, NetlinkError) as exc:
+        ns = Rtnl(netns_path)
+    except OSError as exc:
         raise CniError(CONTAINER_UNKNOWN, f"cannot enter CNI_NETNS {netns_path}: {exc}") from None
-    try:
+    with ns:
         yield ns
-    finally:
-        ns.close()
 
 
-def _index(ipr, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def _index(ipr: Rtnl, name: str) -> int | None:
+    return ipr.index(name)
 
 
-def link_info(ipr, name: str) -> dict | None:
-    idx = _index(ipr, name)
-    if idx is None:
-        return None
-    msg = ipr.get_links(idx)[0]
-    return {"index": idx, "mac": (msg.get("IFLA_ADDRESS") or "").lower(), "mtu": msg.get("IFLA_MTU")}
+def link_info(ipr: Rtnl, name: str) -> dict | None:
+    found = ipr.link(name)
+    return None if found is None else {"index": found["index"], "mac": found["mac"], "mtu": found["mtu"]}
 
 
 def _fail(what: str, exc: Exception) -> CniError:
@@ -69,11 +58,11 @@ def move_in(host_name: str, tmp_name: str, netns_path: str, ifname: str, mac: st
             if idx is None:
                 raise CniError(NETDEV_FAILED, f"VF netdev {host_name} not found in the host")
             try:
-                ipr.link("set", index=idx, state="down")
-                ipr.link("set", index=idx, ifname=tmp_name)
+                ipr.set_link(idx, up=False)
+                ipr.set_link(idx, ifname=tmp_name)
                 fd = os.open(netns_path, os.O_RDONLY)
                 try:
-                    ipr.link("set", index=idx, net_ns_fd=fd)
+                    ipr.set_link(idx, netns_fd=fd)
                 finally:
                     os.close(fd)
             except NetlinkError as exc:
@@ -82,19 +71,20 @@ def move_in(host_name: str, tmp_name: str, netns_path: str, ifname: str, mac: st
         if idx is None:
             raise CniError(NETDEV_FAILED, f"{tmp_name} did not arrive in {netns_path}")
         try:
-            ns.link("set", index=idx, ifname=ifname)
+            ns.set_link(idx, ifname=ifname)
             if mac:
                 _set_mac(ns, idx, mac)
             if mtu:
-                ns.link("set", index=idx, mtu=mtu)
-            ns.link("set", index=idx, state="up")
+                ns.set_link(idx, mtu=mtu)
+            ns.set_link(idx, up=True)
         except NetlinkError as exc:
             raise _fail(f"configuring {ifname} in {netns_path}", exc) from None
         return link_info(ns, ifname)
 
 
 def _mac(ipr, idx: int) -> str:
-    return (ipr.get_links(idx)[0].get("IFLA_ADDRESS") or "").lower()
+    found = ipr.link(index=idx)
+    return found["mac"] if found else ""
 
 
 def _set_mac(ipr, idx: int, mac: str) -> None:
@@ -104,15 +94,15 @@ def _set_mac(ipr, idx: int, mac: str) -> None:
     if _mac(ipr, idx) == mac.lower():
         return
     try:
-        ipr.link("set", index=idx, state="up")
-        ipr.link("set", index=idx, state="down")
+        ipr.set_link(idx, up=True)
+        ipr.set_link(idx, up=False)
     except NetlinkError:
         pass
     cur = _mac(ipr, idx)
     if cur == mac.lower():
         return
     try:
-        ipr.link("set", index=idx, address=mac)
+        ipr.set_link(idx, mac=mac)
     except NetlinkError as exc:
         raise _fail(f"setting MAC {mac} (the netdev has {cur})", exc) from None
 
@@ -129,12 +119,11 @@ def move_out(netns_path: str, names: list[str], tmp_name: str, host_name: str,
                     if idx is None:
                         continue
                     try:
-                        ns.link("set", index=idx, state="down")
-                        ns.flush_addr(index=idx)
-                        ns.link("set", index=idx, ifname=tmp_name)
+                        ns.set_link(idx, up=False)
+                        ns.set_link(idx, ifname=tmp_name)
                         fd = os.open("/proc/self/ns/net", os.O_RDONLY)
                         try:
-                            ns.link("set", index=idx, net_ns_fd=fd)
+                            ns.set_link(idx, netns_fd=fd)
                         finally:
                             os.close(fd)
                     except NetlinkError as exc:
@@ -154,11 +143,11 @@ def restore_host_name(names: list[str], host_name: str, mtu: int | None, mac: st
             if idx is None:
                 continue
             try:
-                ipr.link("set", index=idx, state="down")
+                ipr.set_link(idx, up=False)
                 if name != host_name:
-                    ipr.link("set", index=idx, ifname=host_name)
+                    ipr.set_link(idx, ifname=host_name)
                 if mtu:
-                    ipr.link("set", index=idx, mtu=mtu)
+                    ipr.set_link(idx, mtu=mtu)
             except NetlinkError as exc:
                 raise _fail(f"restoring {name} as {host_name}", exc) from None
             if mac:
@@ -172,6 +161,7 @@ def restore_host_name(names: list[str], host_name: str, mtu: int | None, mac: st
 
 def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
     """Addresses and routes of an IPAM result, on `ifname` in the pod."""
+    import ipaddress    # here: only a netconf with ipam needs it
     with pod(netns_path) as ns:
         idx = _index(ns, ifname)
         if idx is None:
@@ -179,15 +169,12 @@ def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
         try:
             for ip in result.get("ips") or []:
                 iface = ipaddress.ip_interface(ip["address"])
-                ns.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                ns.add_address(idx, iface)
             for r in result.get("routes") or []:
                 dst = ipaddress.ip_network(r["dst"], strict=False)
                 gw = r.get("gw") or _gateway_for(result, dst.version)
-                kw = {"dst": str(dst.network_address), "dst_len": dst.prefixlen, "oif": idx}
-                if gw:
-                    kw["gateway"] = gw
                 try:
-                    ns.route("add", **kw)
+                    ns.add_route(dst, idx, ipaddress.ip_address(gw) if gw else None)
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:
                         raise
@@ -196,6 +183,7 @@ def configure_ips(netns_path: str, ifname: str, result: dict) -> None:
 
 
 def _gateway_for(result: dict, version: int) -> str | None:
+    import ipaddress
     for ip in result.get("ips") or []:
         gw = ip.get("gateway")
         if gw and ipaddress.ip_address(gw).version == version:

@@ -8,37 +8,36 @@ points the lookup at another tree (tests build one).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
 
 from vfd.integrations.cni.errors import INVALID_NETCONF, VF_NOT_MANAGED, CniError
 
 
-@dataclass(frozen=True)
-class VfSlot:
-    device_id: str         # the VF's PCI address
-    pf_pci: str            # the PF's PCI address
-    vfid: int
-    pf_id: str             # the PF's id as vfd's main config spells it (PCI address or netdev name)
-    pf_speed: int          # Mb/s, 0 when unknown
-    netdev: str | None     # the VF's netdev in the host (None: no netdev, e.g. vfio-pci)
-    driver: str | None
+class VfSlot(namedtuple("VfSlot", "device_id pf_pci vfid pf_id pf_speed netdev driver")):
+    """device_id, pf_pci: PCI addresses; vfid; pf_id: the PF's id as vfd's main config spells it (PCI
+    address or netdev name); pf_speed: Mb/s, 0 when unknown; netdev: the VF's netdev in the host (None:
+    no netdev, e.g. vfio-pci); driver. A namedtuple, not a dataclass: see netconf._Record."""
+    __slots__ = ()
 
 
-def sysfs_root() -> Path:
-    return Path(os.environ.get("VFD_CNI_SYSFS", "/sys"))
+def sysfs_root() -> str:
+    return os.environ.get("VFD_CNI_SYSFS", "/sys")
 
 
-def _names(d: Path) -> list[str]:
+def _pci_dev(device_id: str) -> str:
+    return os.path.join(sysfs_root(), "bus", "pci", "devices", device_id)
+
+
+def _names(d: str) -> list[str]:
     try:
-        return sorted(p.name for p in d.iterdir())
+        return sorted(os.listdir(d))
     except OSError:
         return []
 
 
 def vf_netdev(device_id: str) -> str | None:
     """The VF's netdev in the current network namespace (sysfs shows only this namespace's)."""
-    names = _names(sysfs_root() / "bus" / "pci" / "devices" / device_id / "net")
+    names = _names(os.path.join(_pci_dev(device_id), "net"))
     return names[0] if names else None
 
 
@@ -53,27 +52,26 @@ def _pf_entries(main_conf: dict) -> list[dict]:
 
 
 def find_vf(device_id: str, main_conf: dict) -> VfSlot:
-    root = sysfs_root()
-    dev = root / "bus" / "pci" / "devices" / device_id
-    if not dev.exists():
+    dev = _pci_dev(device_id)
+    if not os.path.exists(dev):
         raise CniError(INVALID_NETCONF, f"deviceID {device_id}: no such PCI device on this host")
     try:
-        pf_pci = os.path.basename(os.readlink(dev / "physfn"))
+        pf_pci = os.path.basename(os.readlink(os.path.join(dev, "physfn")))
     except OSError:
         raise CniError(INVALID_NETCONF, f"deviceID {device_id}: not an SR-IOV VF (no physfn link)") from None
-    pf_dev = root / "bus" / "pci" / "devices" / pf_pci
+    pf_dev = _pci_dev(pf_pci)
     vfid = None
     for name in _names(pf_dev):
         if name.startswith("virtfn") and name[6:].isdigit():
             try:
-                if os.path.basename(os.readlink(pf_dev / name)) == device_id:
+                if os.path.basename(os.readlink(os.path.join(pf_dev, name))) == device_id:
                     vfid = int(name[6:])
                     break
             except OSError:
                 continue
     if vfid is None:
         raise CniError(INVALID_NETCONF, f"deviceID {device_id}: PF {pf_pci} has no virtfnN link to it")
-    pf_netdevs = _names(pf_dev / "net")
+    pf_netdevs = _names(os.path.join(pf_dev, "net"))
     entry = None
     for e in _pf_entries(main_conf):
         pid = e["id"]
@@ -90,13 +88,14 @@ def find_vf(device_id: str, main_conf: dict) -> VfSlot:
     speed = 0
     for nd in pf_netdevs:
         try:
-            speed = max(speed, int((root / "class" / "net" / nd / "speed").read_text().strip()))
+            with open(os.path.join(sysfs_root(), "class", "net", nd, "speed")) as f:
+                speed = max(speed, int(f.read().strip()))
         except (OSError, ValueError):
             pass
     if speed <= 0:
         speed = entry.get("speed") if isinstance(entry.get("speed"), int) else 0
     try:
-        driver = os.path.basename(os.readlink(dev / "driver"))
+        driver = os.path.basename(os.readlink(os.path.join(dev, "driver")))
     except OSError:
         driver = None
     return VfSlot(device_id=device_id, pf_pci=pf_pci, vfid=vfid, pf_id=entry["id"], pf_speed=speed,
