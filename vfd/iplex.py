@@ -375,7 +375,7 @@ def watch(path: str | bool, as_json: bool, common: dict) -> int:
     interrupted (docs/observability.md). The stream exists on the socket only."""
     if not path:
         raise ClientError("watch needs the daemon's socket; the main config has socket: false")
-    rid = common.get("vfd_rid") or secrets.token_hex(16)
+    rid = common.get("vfd_rid") or os.urandom(16).hex()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         try:

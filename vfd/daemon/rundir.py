@@ -23,7 +23,6 @@ import stat
 import time
 
 from vfd.errors import VfdError
-from vfd.protocol import printable
 
 log = logging.getLogger("vfd.server")
 
