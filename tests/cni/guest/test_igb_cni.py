@@ -133,13 +133,15 @@ def _pending(fifo: str) -> int:
 
 
 def _queued_connections(path: str) -> int:
-    """Connections waiting to be accepted on a listening Unix socket (`ss`'s Recv-Q for it)."""
+    """Connections waiting to be accepted on a listening Unix socket (`ss`'s Recv-Q for it). vfd binds
+    it through its run directory's descriptor, so `ss` names it /proc/self/fd/N/<name>: matched by
+    name (one daemon in the guest)."""
     if not os.path.exists(path):
         return 0
-    out = sh("ss", "-xlnH")
-    for line in out.splitlines():
+    name = "/" + os.path.basename(path)
+    for line in sh("ss", "-xlnH").splitlines():
         fields = line.split()
-        if path in fields and len(fields) > 2 and fields[2].isdigit():
+        if len(fields) > 4 and fields[4].endswith(name) and fields[2].isdigit():
             return int(fields[2])
     return 0
 
