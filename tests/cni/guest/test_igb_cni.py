@@ -209,7 +209,8 @@ def test_two_adds_racing_for_one_vf_exactly_one_wins(lab):
     assert _link("net1", winner) is not None and _link("net1", loser) is None
     assert len(lab.vfd.live()) == 1
     for pod in (loser, winner):
-        assert lab.run("DEL", pod, lab.conf(100), dev)[0] == 0
+        r = lab.run("DEL", pod, lab.conf(100), dev)
+        assert r[0] == 0, (pod, r)
     assert lab.vfd.live() == [] and vf_netdev(dev) == lab.as_found[(0, 1)]["netdev"]
 
 
