@@ -579,6 +579,23 @@ def test_a_setting_the_driver_silently_ignores_is_reported_on_read_back(rig):
 
 
 # ===================================================================== original state, restore ====
+def test_giving_back_no_admin_mac_accepts_the_mac_the_vfs_driver_then_sets(rig):
+    """A VF the PF never gave a MAC reads 00:00:00:00:00:00. Restoring that hands the MAC back to the
+    VF's own driver, which may set one at once (igbvf does, seen on QEMU's igb): the delete must not
+    call that drift and roll back (it did; the CNI igb test's DEL failed)."""
+    info = rig.open()
+    assert rig.nic.vfs[1]["mac"] == "00:00:00:00:00:00"
+    rig.backend.apply_vf(PCI, 1, rig.program(info, vfid=1, macs=["02:00:00:00:00:11"]), None)
+    real = rig.nic.vfs[1]
+
+    class VfDriverTakesOver(dict):          # the VF's driver sets its own MAC once the PF's is gone
+        def __setitem__(self, key, value):
+            super().__setitem__(key, "52:54:00:12:34:56" if key == "mac" and value == "00:00:00:00:00:00" else value)
+    rig.nic.vfs[1] = VfDriverTakesOver(real)
+    rig.backend.clear_vf(PCI, 1, None)      # no BackendError
+    assert rig.nic.vfs[1]["mac"] == "52:54:00:12:34:56" and rig.nic.vfs[1]["vlan"] == 0
+
+
 def test_original_state_is_recorded_before_the_first_change_and_restored_on_clear(rig):
     info = rig.open()
     rig.nic.vfs[2].update(mac="02:aa:00:00:00:02", trust=True, link_state=1, max_tx_rate=50)

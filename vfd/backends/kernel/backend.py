@@ -52,6 +52,7 @@ from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import MainConfig, PFConfig
 from vfd.program import FieldCheck, VFProgram, canonical, compare
 
+ZERO_MAC = "00:00:00:00:00:00"      # what a PF reports for a VF whose MAC it never set
 log = logging.getLogger("vfd.kernel")
 
 LINK_STATE = {"auto": 0, "on": 1, "off": 2}
@@ -406,6 +407,9 @@ class KernelBackend(NicBackend):
             w, h = want.get(attr), have.get(attr)
             if w is None or (h is None and attr in ("spoofchk", "trust")):
                 continue                     # not asked for, or the driver does not report it
+            if attr == "mac" and w == ZERO_MAC:
+                continue                     # "no administrative MAC" given back: the VF's driver may then
+                                             # set its own at once (igb/igbvf do), and any MAC is right
             if (str(h).lower() != str(w).lower()) if attr == "mac" else (h != w):
                 bad.append(attr)
         return bad
