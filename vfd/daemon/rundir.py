@@ -81,12 +81,7 @@ class RunDir:
         if not self.socket_path:
             return None
         name = os.path.basename(self.socket_path)
-        try:
-            st = os.stat(name, dir_fd=self.dirfd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
-        except OSError as exc:
-            raise RunDirError(f"socket {self.socket_path}: {exc.strerror}") from None
+        st = self._lstat(name, f"socket {self.socket_path}")
         if st is not None:
             if not stat.S_ISSOCK(st.st_mode):
                 raise RunDirError(f"socket {self.socket_path}: exists and is {_kind(st.st_mode)}, not a socket; vfd "
@@ -153,6 +148,15 @@ class RunDir:
                         "unidentified (read-only); use mode 1730 owned by vfd's user", self.dir_path, mode,
                         st.st_uid, "listable" if listable else "not vfd's" if not own else "not sticky")
 
+    def _lstat(self, name: str, what: str) -> os.stat_result | None:
+        """What `name` in the run directory is, never following a symlink; None when absent."""
+        try:
+            return os.stat(name, dir_fd=self.dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunDirError(f"{what}: {exc.strerror}") from None
+
     def open_fifo(self, gid: int | None = None) -> int:
         """Create the request FIFO if missing; return a read descriptor of it, owner and mode fixed
         through that descriptor. A FIFO someone else made is replaced (it may be held open by
@@ -160,12 +164,7 @@ class RunDir:
         gid = _gid_of(self.group) if gid is None else gid
         name = self.fifo_name
         for _ in range(3):
-            try:
-                st = os.stat(name, dir_fd=self.dirfd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-            except OSError as exc:
-                raise RunDirError(f"fifo {self.fifo_path}: {exc.strerror}") from None
+            st = self._lstat(name, f"fifo {self.fifo_path}")
             if st is not None and not stat.S_ISFIFO(st.st_mode):
                 raise RunDirError(f"fifo {self.fifo_path}: exists and is {_kind(st.st_mode)}, not a FIFO; vfd never "
                                   f"replaces it: remove it or set another `fifo` in the main config")
