@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from vfd import __version__
 from vfd.backends import create_backend
@@ -20,7 +21,6 @@ from vfd.daemon.callbacks import Batch, Callback, run_callbacks
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import VFManager
-from vfd.daemon.metrics import Metrics
 from vfd.daemon.reply import Reply
 from vfd.daemon.watch import WatchHub
 from vfd.daemon.rundir import raise_fd_limit
@@ -30,6 +30,9 @@ from vfd.model.mainconfig import MainConfig, load_main_config, parse_cpu_alarm
 from vfd.policy.authz import ROOT_ONLY, PermissionRefused, require_root
 from vfd.protocol import ACTIONS
 from vfd.store import Store
+
+if TYPE_CHECKING:
+    from vfd.daemon.metrics import Metrics
 
 log = logging.getLogger("vfd")
 
@@ -118,7 +121,10 @@ class Daemon:
         self.cpu_alarm = main.cpu_alarm
         self.level = level_for(main.log_level)
         self._cpu_last = (time.monotonic(), sum(os.times()[:2]))
-        self.metrics: Metrics | None = Metrics(self.manager) if main.metrics_listen else None
+        self.metrics: Metrics | None = None
+        if main.metrics_listen:          # prometheus_client (and its HTTP server) only when asked for
+            from vfd.daemon.metrics import Metrics
+            self.metrics = Metrics(self.manager)
         self.watch: WatchHub | None = None
 
     # ---- requests ---------------------------------------------------------------------------

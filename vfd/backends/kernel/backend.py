@@ -39,18 +39,21 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfd.backends.base import NicBackend, NicEvent, PFInfo, PortStats
 from vfd.backends.kernel import netlink as nl
 from vfd.backends.kernel.originals import OriginalStore
 from vfd.backends.kernel.profiles import driver_row, kernel_profile, switchdev_profile
-from vfd.backends.kernel.switchdev import Switchdev
 from vfd.backends.kernel.sysfs import Sysfs
 from vfd.capabilities import DriverProfile
 from vfd.errors import BackendError
 from vfd.macaddr import random_local_mac
 from vfd.model.mainconfig import MainConfig, PFConfig
 from vfd.program import FieldCheck, VFProgram, canonical, compare
+
+if TYPE_CHECKING:
+    from vfd.backends.kernel.switchdev import Switchdev
 
 ZERO_MAC = "00:00:00:00:00:00"      # what a PF reports for a VF whose MAC it never set
 log = logging.getLogger("vfd.kernel")
@@ -122,7 +125,20 @@ class KernelBackend(NicBackend):
         self.staging = batch_startup   # until attach(): VF changes wait for flush() and go out in batches
         self.startup_errors: dict[tuple[str, int], str] = {}
         self.repairs = 0          # VF re-creations and drift reports, for tests and logs
-        self.switchdev = switchdev or Switchdev()
+        self._switchdev = switchdev
+
+    @property
+    def switchdev(self) -> "Switchdev":
+        """Made on first use: only a PF in switchdev mode needs it, and its generic-netlink imports
+        (devlink, dcb, tc: pyroute2's socket layer) would cost every legacy-mode start-up."""
+        if self._switchdev is None:
+            from vfd.backends.kernel.switchdev import Switchdev
+            self._switchdev = Switchdev()
+        return self._switchdev
+
+    @switchdev.setter
+    def switchdev(self, value: "Switchdev") -> None:
+        self._switchdev = value
 
     # ================================================================================ PF =========
     def open_pf(self, pf: PFConfig) -> PFInfo:
@@ -941,7 +957,8 @@ class KernelBackend(NicBackend):
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
-        self.switchdev.close()
+        if self._switchdev is not None:
+            self._switchdev.close()
         try:
             self.rtnl.close()
         except Exception:  # noqa: BLE001
