@@ -378,6 +378,16 @@ def test_open_by_pci_address_creates_vfs_and_reports_driver_profile(rig):
     assert rig.backend.vf_pci_address(PCI, 2) == "0000:07:10.2"
 
 
+def test_vf_pci_address_is_read_once_and_again_after_the_vfs_are_recreated(rig):
+    rig.open()
+    assert rig.backend.vf_pci_address(PCI, 2) == "0000:07:10.2"
+    (rig.sysdev / "virtfn2").unlink()
+    (rig.sysdev / "virtfn2").symlink_to("../0000:07:11.2")     # moved: only a re-read would see it
+    assert rig.backend.vf_pci_address(PCI, 2) == "0000:07:10.2"   # served from what was read (every add's reply)
+    rig.backend._create_vfs(rig.backend.pfs[PCI], "test")          # vfd re-creates the VFs: read anew
+    assert rig.backend.vf_pci_address(PCI, 2) == "0000:07:11.2"
+
+
 def test_open_by_interface_name(tmp_path):
     r = Rig(tmp_path, pf_id=IFNAME)
     try:

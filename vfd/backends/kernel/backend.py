@@ -98,6 +98,7 @@ class KernelPF:
     staged: dict[int, tuple] = field(default_factory=dict)   # start-up: vfid -> ("apply"|"clear", program)
     in_sync: dict[int, tuple] = field(default_factory=dict)  # vfid -> (program, VF bytes) last seen matching
     sw: bool = False           # eswitch_mode switchdev: rates and mirrors through switchdev.py
+    vf_pci: dict[int, str] = field(default_factory=dict)   # vfid -> PCI address, until VFs are re-created
 
     @property
     def id(self) -> str:
@@ -309,6 +310,7 @@ class KernelBackend(NicBackend):
             raise BackendError(kpf.id, f"create VFs (sriov_numvfs {want})",
                                f"the VFs are being re-created (driver {kpf.driver}); try again when they are back")
         log.warning("PF %s (%s): %s: setting sriov_numvfs to %d", kpf.id, kpf.ifname, why, want)
+        kpf.vf_pci.clear()        # a new VF count may move the VFs' PCI addresses (First VF Offset)
         try:
             current = self.sysfs.numvfs(kpf.ifname) or 0
             if current and current != want:
@@ -479,7 +481,7 @@ class KernelBackend(NicBackend):
         if not ops:
             return
         if self.originals.record(kpf.id, vfid, before):
-            log.info("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(before))
+            log.debug("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(before))
         self._send(kpf, vfid, before, target, ops)
         after = self._read(kpf, fresh=True).vfs.get(vfid) or {}
         bad = self._mismatches(after, target)
@@ -786,8 +788,16 @@ class KernelBackend(NicBackend):
                          tx_bytes=s.get("tx_bytes", 0))
 
     def vf_pci_address(self, pf_id: str, vfid: int) -> str | None:
+        """From sysfs once per VF (every add's reply carries it), again after the VFs are re-created."""
         kpf = self.pfs.get(pf_id)
-        return self.sysfs.vf_pci_address(kpf.ifname, vfid) if kpf else None
+        if kpf is None or kpf.pci is None:         # not a PCI PF (netdevsim): its VFs have no address
+            return None
+        pci = kpf.vf_pci.get(vfid)
+        if pci is None:
+            pci = self.sysfs.vf_pci_address(kpf.ifname, vfid)
+            if pci is not None:
+                kpf.vf_pci[vfid] = pci
+        return pci
 
     # ============================================================================ events ==========
     def attach(self, loop, sink) -> None:
