@@ -908,6 +908,31 @@ def test_the_plain_socket_reader_on_this_hosts_loopback():
         r.close()
 
 
+def test_an_answer_larger_than_the_buffer_is_asked_for_again_with_room_for_it():
+    r = nl.Rtnl()
+    try:
+        idx = socket.if_nametoindex("lo")
+        full = r.get_link(idx, nl.ext_mask(True))
+        r.buf = bytearray(64)                            # smaller than any RTM_NEWLINK answer
+        assert nl.parse_link(r.get_link(idx, nl.ext_mask(True))).ifname == "lo"
+        assert len(r.buf) >= len(full)
+    finally:
+        r.close()
+
+
+def test_a_kernel_that_does_not_answer_is_a_timeout_not_a_hang():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 200_000))
+    r = nl.Rtnl(sock=a)
+    try:
+        with pytest.raises(TimeoutError):
+            r.get_link(1, nl.ext_mask(False))
+        assert b.recv(4096)                              # the request went out
+    finally:
+        r.close()
+        b.close()
+
+
 def test_a_driver_that_does_not_report_trust_is_not_sent_trust_off(rig):
     info = rig.open()
     real = rig.nic.get_msg

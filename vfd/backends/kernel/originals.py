@@ -23,6 +23,7 @@ class OriginalStore:
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
         self._pfs: dict[str, dict[int, dict]] = {}
+        self._dir_made = False
         self._json: dict[str, dict[int, tuple[dict, str]]] = {}   # record -> its JSON text (see _save)
 
     def path(self, pf_id: str) -> Path:
@@ -51,8 +52,10 @@ class OriginalStore:
     def _save(self, pf_id: str) -> None:
         """Write the PF's whole file, atomically. A record never changes once made, so its JSON text
         is encoded once and the file is joined from those texts: a change on a PF with 64 recorded
-        VFs encodes one record, not 64 (a quarter of an add in the lab guest)."""
-        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        VFs encodes one record, not 64."""
+        if not self._dir_made:
+            self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self._dir_made = True
         vfs = self._pfs.get(pf_id, {})
         texts = self._json.setdefault(pf_id, {})
         for vfid in [v for v in texts if v not in vfs]:
@@ -63,7 +66,12 @@ class OriginalStore:
                 texts[vfid] = (rec, json.dumps(rec, sort_keys=True, separators=(",", ":")))
             parts.append(f'"{vfid}":{texts[vfid][1]}')
         head = json.dumps({"about": ABOUT, "pf": pf_id}, sort_keys=True, separators=(",", ":"))[:-1]
-        atomic_write(self.path(pf_id), f'{head},"vfs":{{{",".join(parts)}}}}}\n'.encode())
+        data = f'{head},"vfs":{{{",".join(parts)}}}}}\n'.encode()
+        try:
+            atomic_write(self.path(pf_id), data)
+        except FileNotFoundError:            # the directory was removed under the daemon: made again
+            self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            atomic_write(self.path(pf_id), data)
 
     def open(self, pf_id: str) -> None:
         if self.dir.is_dir():
