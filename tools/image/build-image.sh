@@ -46,7 +46,7 @@ flock 9
 # The base: what Docker Hub's debian:bookworm-slim is (debuerreotype's minbase, slimmed): the three
 # suites in deb822 form, no documentation or man pages installed, no apt lists or caches.
 make_base() {
-    local work ctr mnt
+    local work ctr mnt started=$SECONDS
     work="$(mktemp -d "${TMPDIR:-/var/tmp}/vfd-base.XXXXXX")"
     ctr=""
     # shellcheck disable=SC2064
@@ -80,6 +80,7 @@ path-include /usr/share/locale/locale.alias
 EOF
     echo 'APT::Install-Recommends "false";' > "$r/etc/apt/apt.conf.d/docker-no-recommends"
     find "$r/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null || true
+    find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
     rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin \
         "$r"/var/cache/apt/archives/*.deb "$r"/debootstrap "$r"/var/log/* "$r"/tmp/* "$r"/etc/resolv.conf
     echo localhost > "$r/etc/hostname"
@@ -97,7 +98,7 @@ EOF
     ctr=""
     rm -rf "$work"
     trap - EXIT
-    log "base image $BASE made"
+    log "base image $BASE made in $((SECONDS - started)) s"
 }
 
 if [ "$NEW_BASE" = 1 ] || ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
@@ -112,5 +113,7 @@ HOST_CA=/etc/ssl/certs/ca-certificates.crt
 ca=()
 [ ! -r "$HOST_CA" ] || ca=(--volume "$HOST_CA:/run/vfd-build-ca.crt:ro" --build-arg PIP_CERT=/run/vfd-build-ca.crt)
 log "building $TAG from $BASE"
+started=$SECONDS
 buildah bud --isolation chroot --layers --force-rm --build-arg "BASE=$BASE" "${ca[@]}" -t "$TAG" -f "$ROOT/Containerfile" "$ROOT" >&2
+log "$TAG built in $((SECONDS - started)) s"
 echo "$TAG"
