@@ -13,8 +13,10 @@ directories standing for the node's host paths:
 - the daemon container's command with `--check` on the vfd.cfg the init container installed.
 
 Root only; needs buildah and debootstrap (tools/packaging/setup.sh, which `make test` runs), a Debian
-mirror and PyPI. Builds use buildah's chroot isolation (no OCI runtime). The image tag is this run's
-own and removed at the end; the base image and the build's layers stay cached for the next run.
+mirror and PyPI. Builds use buildah's chroot isolation (no OCI runtime). The containers run the
+image by the ID this build printed (another build may move the tag meanwhile); the image stays,
+tagged localhost/vfd:dev, with the base and the build's layers as the next run's cache (removing
+it would also delete its untagged parent layers, the cache).
 """
 
 from __future__ import annotations
@@ -65,11 +67,10 @@ def image():
     info = sh("buildah", "info", check=False)
     if info.returncode != 0:
         pytest.skip(f"buildah does not work on this machine: {info.stderr.strip()}")
-    tag = f"localhost/vfd:test-{uuid.uuid4().hex[:8]}"
-    built = sh("bash", str(ROOT / "tools/image/build-image.sh"), tag)
-    assert built.stdout.strip().splitlines()[-1] == tag
-    yield tag
-    sh("buildah", "rmi", tag, check=False)
+    built = sh("bash", str(ROOT / "tools/image/build-image.sh"))
+    image_id = built.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"[0-9a-f]{64}", image_id), built.stdout
+    return image_id
 
 
 class Node:

@@ -6,7 +6,8 @@
 #
 #   tools/image/build-image.sh [--new-base] [TAG]     (root; default TAG localhost/vfd:dev)
 #
-# Prints the tag on stdout's last line; progress goes to stderr. Environment: VFD_IMAGE_BASE (the
+# Prints the image's ID on stdout (a later build to the same tag does not change what it names);
+# progress goes to stderr. Environment: VFD_IMAGE_BASE (the
 # base's tag, default localhost/debian:bookworm-vfd-base), DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), DEBIAN_SECURITY_MIRROR (default http://deb.debian.org/debian-security).
 # Builds and runs use buildah's chroot isolation: no OCI runtime is needed (crun refuses a hybrid
@@ -114,6 +115,9 @@ ca=()
 [ ! -r "$HOST_CA" ] || ca=(--volume "$HOST_CA:/run/vfd-build-ca.crt:ro" --build-arg PIP_CERT=/run/vfd-build-ca.crt)
 log "building $TAG from $BASE"
 started=$SECONDS
-buildah bud --isolation chroot --layers --force-rm --build-arg "BASE=$BASE" "${ca[@]}" -t "$TAG" -f "$ROOT/Containerfile" "$ROOT" >&2
+iid="$(mktemp "${TMPDIR:-/tmp}/vfd-iid.XXXXXX")"
+trap 'rm -f "$iid"' EXIT
+buildah bud --isolation chroot --layers --force-rm --build-arg "BASE=$BASE" "${ca[@]}" --iidfile "$iid" \
+    -t "$TAG" -f "$ROOT/Containerfile" "$ROOT" >&2
 log "$TAG built in $((SECONDS - started)) s"
-echo "$TAG"
+sed 's/^sha256://' "$iid"; echo
