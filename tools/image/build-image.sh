@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         --new-base) NEW_BASE=1 ;;
         -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (known: --new-base, --help)" ;;
-        *) TAG="$1" ;;
+        *) [ -z "${tag_given:-}" ] || die "one TAG only (got $TAG and $1)"; TAG="$1"; tag_given=1 ;;
     esac
     shift
 done
@@ -53,8 +53,10 @@ make_base() {
     # shellcheck disable=SC2064
     trap "rm -rf '$work'; [ -z \"\$ctr\" ] || buildah rm \"\$ctr\" >/dev/null 2>&1 || true" EXIT
     log "debootstrap $SUITE from $MIRROR"
-    debootstrap --variant=minbase "$SUITE" "$work/rootfs" "$MIRROR" >&2 \
-        || die "debootstrap failed (mirror $MIRROR; see $work/rootfs/debootstrap/debootstrap.log)"
+    if ! debootstrap --variant=minbase "$SUITE" "$work/rootfs" "$MIRROR" >&2; then
+        tail -n 20 "$work/rootfs/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+        die "debootstrap of $SUITE from $MIRROR failed (its log's end above); no base image made"
+    fi
     local r="$work/rootfs"
     rm -f "$r/etc/apt/sources.list"
     cat > "$r/etc/apt/sources.list.d/debian.sources" <<EOF
