@@ -64,9 +64,12 @@ def image():
     missing = [t for t in ("buildah", "debootstrap") if shutil.which(t, path=SYS_PATH) is None]
     if missing:
         pytest.skip(f"missing {', '.join(missing)}: run tools/packaging/setup.sh (make system-deps)")
-    info = sh("buildah", "info", check=False)
-    if info.returncode != 0:
-        pytest.skip(f"buildah does not work on this machine: {info.stderr.strip()}")
+    probe = f"vfd-probe-{uuid.uuid4().hex[:8]}"          # the storage driver works: a container mounts
+    made = sh("buildah", "from", "--name", probe, "scratch", check=False)
+    mounted = sh("buildah", "mount", probe, check=False) if made.returncode == 0 else made
+    sh("buildah", "rm", probe, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"buildah does not work on this machine: {mounted.stderr.strip()}")
     built = sh("bash", str(ROOT / "tools/image/build-image.sh"))
     image_id = built.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"[0-9a-f]{64}", image_id), built.stdout
@@ -130,6 +133,16 @@ def test_image_runs_the_daemonsets_command(image):
     out = sh("buildah", "inspect", "--type", "image", image)
     config = json.loads(out.stdout)["OCIv1"]["config"]
     assert config["Cmd"] == pod_spec()["containers"][0]["command"]
+
+
+def test_every_command_the_daemonset_runs_is_in_the_image(image, tmp_path):
+    spec = pod_spec()
+    daemon = spec["containers"][0]
+    wanted = [spec["initContainers"][0]["command"][0], daemon["command"][0],
+              daemon["livenessProbe"]["exec"]["command"][0]]
+    out = run_container(image, Node(tmp_path), daemon, argv=["sh", "-c", 'for c; do command -v "$c"; done', "-",
+                                                             *wanted])
+    assert len(out.stdout.split()) == len(wanted), (wanted, out.stdout)
 
 
 def test_init_container_installs_a_vfd_cni_that_runs_on_the_host(image, tmp_path):
