@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Debian packaging setup: the Debian packages `make deb` and tests/packaging need (debhelper,
-# dh-python with pybuild's pyproject plugin, pandoc for the man pages, lintian, bash-completion).
+# dh-python with pybuild's pyproject plugin, pandoc for the man pages, lintian, bash-completion),
+# and buildah + debootstrap for the container image (tools/image/build-image.sh; no OCI runtime:
+# builds and runs use buildah's chroot isolation).
 # Idempotent; a fast no-op when everything is installed. Needs root (apt-get).
 set -euo pipefail
 
 PKGS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-pip
-      dpkg-dev fakeroot binutils pandoc lintian bash-completion systemd)
+      dpkg-dev fakeroot binutils pandoc lintian bash-completion systemd buildah debootstrap)
 APT=(apt-get -o DPkg::Lock::Timeout=600)
 export DEBIAN_FRONTEND=noninteractive
 
