@@ -28,6 +28,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
+from tests.vfdlab import keep_programs
 from vfd.backends.base import NicEvent
 from vfd.backends.kernel import KernelBackend
 from vfd.backends.kernel import netlink as nl
@@ -320,7 +321,7 @@ class Rig:
         self.nic = FakeNIC(self.sysdev, spoofchk_default=DRIVERS.get(driver, DRIVERS["netdevsim"]).spoofchk_default)
         self.main = main_config(tmp_path)
         self.numvfs_writes: list[int] = []
-        self.programs: dict[tuple[str, int], object] = {}   # the manager's part: the programs applied
+        self.programs: dict[tuple[str, int], object] = {}
         self.backend = self.make_backend()
         self.pf = PFConfig(id=pf_id, vfs_count=vfs_count)
 
@@ -335,19 +336,7 @@ class Rig:
             self.numvfs_writes.append(n)
             real(ifname, n)
         b.sysfs.set_numvfs = recording
-        # As the manager: a program is kept once apply_vf returned, dropped once clear_vf did; the backend
-        # asks for them (desired) and keeps no copy.
-        apply, clear = b.apply_vf, b.clear_vf
-
-        def applied(pf_id, vfid, program, previous):
-            apply(pf_id, vfid, program, previous)
-            self.programs[(pf_id, vfid)] = program
-
-        def cleared(pf_id, vfid, previous):
-            clear(pf_id, vfid, previous)
-            self.programs.pop((pf_id, vfid), None)
-        b.apply_vf, b.clear_vf = applied, cleared
-        b.desired = lambda pf_id: {v: p for (pid, v), p in self.programs.items() if pid == pf_id}
+        keep_programs(b, self.programs)      # the manager's part: the programs applied
         return b
 
     def open(self):
