@@ -137,3 +137,23 @@ class VfdProcess:
 def pids_of(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out if int(p) != os.getpid()]
+
+
+def keep_programs(backend, programs: dict | None = None) -> dict:
+    """Stand in for the manager of a backend driven directly: it holds the programs, (pf id, vfid) ->
+    VFProgram, one kept once apply_vf returned and dropped once clear_vf did, and the backend asks it
+    for them (NicBackend.desired) instead of keeping a copy. Pass `programs` to share them with the
+    next backend over the same NIC (a restart: the live configs outlive the process)."""
+    programs = {} if programs is None else programs
+    apply, clear = backend.apply_vf, backend.clear_vf
+
+    def applied(pf_id, vfid, program, previous):
+        apply(pf_id, vfid, program, previous)
+        programs[(pf_id, vfid)] = program
+
+    def cleared(pf_id, vfid, previous):
+        clear(pf_id, vfid, previous)
+        programs.pop((pf_id, vfid), None)
+    backend.apply_vf, backend.clear_vf = applied, cleared
+    backend.desired = lambda pf_id: {v: p for (pid, v), p in programs.items() if pid == pf_id}
+    return programs

@@ -8,11 +8,15 @@ class VfdError(Exception):
 
 
 class ConfigError(VfdError):
-    """A config file (main or VF) is unreadable or breaks the schema."""
+    """A config file (main or VF) is unreadable or breaks the schema.
 
-    def __init__(self, source: str, problems: list[str]):
+    `first`, for a VF config the model refused: its first problem as data, `{"field", "value", "why"}`,
+    so a refusal's reply can name them (rule vf_config) for programs, as an admission refusal does."""
+
+    def __init__(self, source: str, problems: list[str], first: dict | None = None):
         self.source = source
         self.problems = problems
+        self.first = first
         super().__init__(f"{source}: " + "; ".join(problems))
 
 

@@ -128,6 +128,17 @@ def test_refused_add_is_a_cni_error_with_vfds_message_and_changes_nothing(lab):
     assert not os.path.exists(lab.cache) or os.listdir(lab.cache) in ([], ["locks"])
 
 
+def test_a_value_the_vf_config_model_refuses_is_code_4_naming_the_netconf_key(lab):
+    """The VLAN range is the daemon's VF config model's rule, not the netconf's: its refusal comes back as
+    an invalid netconf (code 4) naming `vlan`, the value and the rule, and nothing is left behind."""
+    before = lab.vfd.snapshot()
+    rc, out, err = lab.run("ADD", lab.conf(vlan=5000))
+    assert rc == 1 and out["code"] == 4, (out, err)
+    assert out["msg"].startswith("vlan 5000: ") and "4095" in out["msg"] and "(rule vf_config)" in out["msg"]
+    assert lab.vfd.snapshot() == before
+    assert not os.path.exists(lab.cache) or os.listdir(lab.cache) in ([], ["locks"])
+
+
 def test_a_vf_of_an_unmanaged_pf_and_a_missing_device_are_named(lab, tmp_path):
     rc, out, _ = lab.run("ADD", lab.conf(deviceID="0000:09:00.1"))
     assert rc == 1 and out["code"] == 4 and "0000:09:00.1: no such PCI device" in out["msg"]

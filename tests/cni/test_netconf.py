@@ -39,9 +39,10 @@ def test_rate_without_link_speed_is_refused_naming_the_field():
 
 
 @pytest.mark.parametrize("field,value,words", [
-    ("vlan", 4095, "vlan 4095: must be a whole number from 0 to 4094"),
-    ("vlan", "100", "vlan '100'"),
-    ("vlanQoS", 8, "vlanQoS 8"),
+    ("vlan", "100", "vlan '100': must be a whole number"),
+    ("vlanQoS", 1.5, "vlanQoS 1.5: must be a whole number"),
+    ("max_tx_rate", True, "max_tx_rate True: must be a whole number"),
+    ("mtu", 9999999, "mtu 9999999: must be a whole number from 68 to 65535"),
     ("spoofchk", "yes", "spoofchk 'yes': must be one of on, off"),
     ("link_state", "up", "link_state 'up'"),
     ("mac", "02:00:00:00:00", "mac '02:00:00:00:00'"),
@@ -101,3 +102,47 @@ def test_port_id_is_safe_bounded_and_unique():
     assert all(c.isalnum() or c in "_.-" for c in a) and len(a.encode()) <= 200
     assert port_id("c1", "net1") != port_id("c1", "net2") != port_id("c_1", "net1")
     assert port_id("c/1", "net1") != port_id("c_1", "net1")
+
+
+# ---- the VF config's rules are the model's (the daemon's), named by the netconf key -------------------------
+def model_refusal(cfg: dict) -> dict:
+    """What the daemon's reply data says when its VF config model refuses `cfg` (rule vf_config)."""
+    from vfd.daemon.reply import refusal_data
+    from vfd.errors import ConfigError
+    from vfd.model.vfconfig import parse_vf_config
+    with pytest.raises(ConfigError) as ei:
+        parse_vf_config(json.dumps(cfg), "p.json")
+    return refusal_data(ei.value)
+
+
+@pytest.mark.parametrize("netconf,key,words", [
+    ({"vlan": 5000}, "vlan", "vlan 5000: vfd's VF config vlans[0] 5000 must be less than or equal to 4095"),
+    ({"vlan": -3}, "vlan", "vlan -3: vfd's VF config vlans[0] -3 must be greater than or equal to 1"),
+    ({"vlan": 10, "vlanQoS": 8}, "vlanQoS", "vlanQoS 8: vfd's VF config queues[0].priority 8 must be less than or "
+                                            "equal to 7"),
+    ({"vlan": 10, "max_tx_rate": 5000}, "max_tx_rate", "max_tx_rate 5000: vfd's VF config rate 5.0 must be less "
+                                                       "than or equal to 1"),
+    ({"vlan": 10, "min_tx_rate": -1}, "min_tx_rate", "min_tx_rate -1: vfd's VF config min_rate -0.001 must be "
+                                                     "greater than or equal to 0"),
+])
+def test_a_range_the_model_refuses_is_an_invalid_netconf_naming_the_key(netconf, key, words):
+    """The netconf no longer checks the VF config's ranges itself: the model decides (in the daemon: the
+    plugin runs without pydantic), and its refusal is code 4 naming the key, the value and the rule."""
+    n = nc(**netconf)
+    err = n.refusal(model_refusal(n.vf_config("n", "0000:07:00.0", 1, 1000)))
+    assert err is not None and err.code == INVALID_NETCONF
+    assert err.msg == words + " (rule vf_config)"
+
+
+def test_vlan_4095_is_the_models_to_accept():
+    """sriov-cni stopped at 4094; vfd's one rule (the VF config model) allows 4095, so the netconf does too."""
+    assert nc(vlan=4095).vf_config("n", "0000:07:00.0", 1, 1000)["vlans"] == [4095]
+
+
+def test_other_refusals_pass_on_as_vfds():
+    n = nc(vlan=10, vfd={"vlans": [5000]})
+    data = model_refusal(n.vf_config("n", "0000:07:00.0", 1, 1000))
+    assert data["field"] == "vlans[0]" and n.refusal(data) is None          # the value came from `vfd`
+    assert nc(vlan=10).refusal({"rule": "driver_capability", "field": "rate", "value": 0.5}) is None
+    assert nc(vlan=10).refusal(None) is None
+

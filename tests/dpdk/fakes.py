@@ -7,6 +7,7 @@ import ctypes
 
 import pytest
 
+from tests.vfdlab import keep_programs
 from vfd.backends.dpdk import ffi
 from vfd.backends.dpdk.backend import DpdkBackend
 from vfd.backends.dpdk.eal import PREFIX_ENV
@@ -51,6 +52,7 @@ def opened(monkeypatch):
 
     def make(f, **main):
         b = DpdkBackend(main_config(**main), ffi=f)
+        keep_programs(b)                   # the manager's part: the programs the backend asks for
         made.append(b)
         b.open_pf(b.main.pciids[0])
         return b

@@ -23,6 +23,7 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from tests.dpdk.recording_ffi import RecordingFfi  # noqa: E402
+from tests.vfdlab import keep_programs  # noqa: E402
 from vfd.backends.dpdk import backend as bk  # noqa: E402
 from vfd.backends.dpdk import ffi, pmd_bnxt, pmd_i40e, pmd_ixgbe  # noqa: E402
 from vfd.backends.dpdk.adapter import make_adapter  # noqa: E402
@@ -48,6 +49,7 @@ def main() -> int:
     cfg = MainConfig.model_validate({"backend": "dpdk", "huge_pages": False, "cpu_mask": "0x01",
                                      "pciids": [{"id": PF, "vfs_count": 8, "mtu": 1500}]})
     b = bk.DpdkBackend(cfg)
+    keep_programs(b)                       # the manager's part: the programs the mailbox policing asks for
     t0 = time.monotonic()
     info = b.open_pf(cfg.pciids[0])
     res["open_s"] = round(time.monotonic() - t0, 3)

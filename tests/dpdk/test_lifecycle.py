@@ -136,3 +136,28 @@ def test_every_pmd_call_holds_the_lock(opened):
     assert {"stats_get", "link_get_nowait", "rte_pmd_bnxt_get_vf_stats", "rte_pmd_bnxt_get_vf_rx_status",
             "rte_eth_dev_close", "eal_cleanup"} <= set(names)
     assert unlocked == []
+
+
+def test_the_backend_asks_the_manager_for_programs_and_keeps_no_copy(opened):
+    """The manager holds the one copy of the programs (NicBackend.desired). The mailbox policing judges a
+    guest's request by the program the manager holds now: also on a VF this process has not programmed
+    yet (a restart, before the restore's re-apply), and a VF whose program the manager dropped is no
+    longer policed, whatever the backend last programmed. QoS and the spoof counters ask the same way."""
+    f = fake_port("net_ixgbe")
+    b = opened(f)
+    st = b.ports[PF]
+    p = canonical("ixgbe", vlans=[10])
+    programs = {VF: p}
+    b.desired = lambda pf_id: dict(programs) if pf_id == PF else {}
+
+    def set_vlan(vlan: int) -> int:
+        words = (ctypes.c_uint32 * 16)(mbx.IXGBE_VF_SET_VLAN | (1 << 16), vlan)
+        param = ffi.RtePmdIxgbeMbEventParam(vfid=VF, msg_type=mbx.IXGBE_VF_SET_VLAN, retval=mbx.PROCEED,
+                                            msg=ctypes.addressof(words))
+        b.mailbox.callback(st.port, ffi.RTE_ETH_EVENT_VF_MBOX, ctypes.addressof(param))
+        return param.retval
+    assert "rte_pmd_ixgbe_set_vf_vlan_filter" not in f.names()          # nothing programmed by this process
+    assert set_vlan(10) == mbx.NOOP_ACK and set_vlan(99) == mbx.NOOP_NACK   # policed by the manager's program
+    b.apply_vf(PF, VF, p, None)
+    programs.clear()                                                  # the manager dropped it
+    assert set_vlan(99) == mbx.PROCEED                                # not managed: the PF driver decides

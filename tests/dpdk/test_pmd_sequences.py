@@ -12,6 +12,7 @@ import errno
 
 import pytest
 
+from tests.vfdlab import keep_programs
 from vfd.backends.dpdk import ffi
 from vfd.backends.dpdk.adapter import NoVfApiAdapter, VFRecord, adapter_class, make_adapter
 from vfd.backends.dpdk.backend import PROGRAM_FIELDS, DpdkBackend
@@ -288,19 +289,20 @@ EXPECTED_TEARDOWN = {
 def test_teardown_sequence(family):
     ad, f = adapter(family)
     rec = VFRecord()
-    ad.apply(VF, rec, busy(family), None)
+    p = busy(family)
+    ad.apply(VF, rec, p, None)
     f.clear()
     rnd = "06:11:22:33:44:55"
-    ad.teardown(VF, rec, rnd)
+    ad.teardown(VF, rec, p, rnd)
     expected = [(n, tuple(rnd if a == "RANDOM" else a for a in args)) for n, args in EXPECTED_TEARDOWN[family]]
     assert f.calls == expected
-    assert rec.program is None and rec.vlans == set() and rec.allow == [] and rec.default == rnd
+    assert rec.vlans == set() and rec.allow == [] and rec.default == rnd
 
 
 def test_teardown_of_unknown_vf_resets_gates_without_touching_macs():
     """clear_vf(previous=None) on a VF vfd never programmed (start-up): gates to defaults, no MAC change."""
     ad, f = adapter("ixgbe")
-    ad.teardown(VF, VFRecord(), "06:11:22:33:44:55")
+    ad.teardown(VF, VFRecord(), None, "06:11:22:33:44:55")
     assert "rte_pmd_ixgbe_set_vf_mac_addr" not in f.names() and "rte_pmd_ixgbe_set_vf_vlan_filter" not in f.names()
     assert f.names() == ["rte_pmd_ixgbe_set_vf_mac_anti_spoof", "rte_pmd_ixgbe_set_vf_rate_limit", "rte_pmd_ixgbe_set_vf_vlan_stripq",
                          "rte_pmd_ixgbe_set_vf_vlan_insert", "rte_pmd_ixgbe_set_vf_rxmode", "rte_pmd_ixgbe_set_vf_rxmode",
@@ -319,7 +321,7 @@ def test_no_vf_api_adapter_refuses_everything():
     assert "net_null" in str(e.value) and "VLAN filter" in str(e.value)
     with pytest.raises(BackendError, match="net_null has no VF API"):
         ad.apply(1, VFRecord(), canonical("ixgbe"), None)
-    ad.teardown(1, VFRecord(), "06:00:00:00:00:01")
+    ad.teardown(1, VFRecord(), None, "06:00:00:00:00:01")
     assert f.calls == []
 
 
@@ -351,7 +353,7 @@ def test_failure_half_way_is_recorded_and_undone():
     assert rec.vlans == {10, 20} and rec.allow == [B, C]          # what reached the NIC before the failure
     f.fail.clear()
     f.clear()
-    ad.teardown(VF, rec, "06:11:22:33:44:55")
+    ad.teardown(VF, rec, canonical("ixgbe"), "06:11:22:33:44:55")     # the manager's undo: clear with it
     assert ("rte_pmd_ixgbe_set_vf_vlan_filter", (PORT, 10, MASK, False)) in f.calls
     assert ("rte_eth_dev_mac_addr_remove", (PORT, C)) in f.calls
 
@@ -522,8 +524,10 @@ def test_mailbox_through_the_backend_without_eal():
     f = fake_port()
     main = main_config(pciids=[{"id": "0000:07:00.0", "vfs_count": 4, "mtu": 1500}])
     b = DpdkBackend(main, ffi=f)
+    keep_programs(b)
     b.open_pf(main.pciids[0])
-    b.apply_vf("0000:07:00.0", 1, program("ixgbe", vlans=[10], macs=[A]), None)
+    p1 = program("ixgbe", vlans=[10], macs=[A])
+    b.apply_vf("0000:07:00.0", 1, p1, None)
     b.apply_vf("0000:07:00.0", 2, program("ixgbe", vlans=[10], macs=[C]), None)
     st = b.ports["0000:07:00.0"]
     words = (ctypes.c_uint32 * 16)(mbx.IXGBE_VF_SET_MACVLAN | (1 << 16), int.from_bytes(bytes.fromhex("02000000"),
@@ -540,7 +544,7 @@ def test_mailbox_through_the_backend_without_eal():
     b.mailbox.callback(st.port, ffi.RTE_ETH_EVENT_VF_MBOX, ctypes.addressof(param2))
     assert param2.retval == mbx.NOOP_NACK
     assert list(b.mailbox.refresh) == [("0000:07:00.0", 1)]
-    b.clear_vf("0000:07:00.0", 1, None)                      # delete forgets the guest's MACs and the refresh
+    b.clear_vf("0000:07:00.0", 1, p1)                        # delete forgets the guest's MACs and the refresh
     assert b.guest_macs("0000:07:00.0") == {} and not b.mailbox.refresh
 
 
@@ -557,5 +561,5 @@ def test_vlan_failure_half_way_keeps_the_record_exact():
     assert rec.vlans == {10}                                  # 10 reached the NIC, 20 did not
     f.returns.clear()
     f.clear()
-    ad.teardown(VF, rec, "06:11:22:33:44:55")
+    ad.teardown(VF, rec, canonical("ixgbe"), "06:11:22:33:44:55")     # the program's 20 is not removed
     assert [a for n, a in f.calls if n == "rte_pmd_ixgbe_set_vf_vlan_filter"] == [(PORT, 10, MASK, False)]

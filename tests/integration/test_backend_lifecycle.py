@@ -18,6 +18,7 @@ import pytest
 from tests.dpdk.fakes import fake_port
 from tests.dpdk.fakes import main_config as dpdk_main_config
 from tests.kernel.test_kernel_unit import PCI, Rig
+from tests.vfdlab import keep_programs
 from vfd.backends.dpdk.backend import DpdkBackend
 from vfd.backends.dpdk.eal import PREFIX_ENV
 from vfd.backends.sim import SimBackend, state_file_name
@@ -111,6 +112,7 @@ class DpdkHarness:
 
     def start(self):
         self.backend = DpdkBackend(dpdk_main_config(), ffi=self.f)
+        keep_programs(self.backend)
         self.info = self.backend.open_pf(self.backend.main.pciids[0])
 
     def restart(self):

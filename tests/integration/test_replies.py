@@ -98,6 +98,10 @@ def test_add_update_delete_show_pci_data(vfd):
     refused = vfd.request("add", filename="dup2")
     assert refused["state"] == "ERROR" and refused["data"] == {"rule": "mac_unique", "field": "macs",
                                                                "value": "02:00:00:00:00:01"}
+    vfd.drop("bad", vf_config(PF, 5, vlans=[10, 5000]))
+    bad = vfd.request("add", filename="bad")                  # the VF config model's refusal, as data too
+    assert bad["state"] == "ERROR" and bad["data"] == {"rule": "vf_config", "field": "vlans[1]", "value": 5000,
+                                                       "why": "must be less than or equal to 4095"}
 
 
 def test_port_names_cannot_forge_lines(vfd):

@@ -28,6 +28,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
+from tests.vfdlab import keep_programs
 from vfd.backends.base import NicEvent
 from vfd.backends.kernel import KernelBackend
 from vfd.backends.kernel import netlink as nl
@@ -320,7 +321,7 @@ class Rig:
         self.nic = FakeNIC(self.sysdev, spoofchk_default=DRIVERS.get(driver, DRIVERS["netdevsim"]).spoofchk_default)
         self.main = main_config(tmp_path)
         self.numvfs_writes: list[int] = []
-        self.programs: dict[tuple[str, int], object] = {}   # the manager's part: the programs applied
+        self.programs: dict[tuple[str, int], object] = {}
         self.backend = self.make_backend()
         self.pf = PFConfig(id=pf_id, vfs_count=vfs_count)
 
@@ -335,19 +336,7 @@ class Rig:
             self.numvfs_writes.append(n)
             real(ifname, n)
         b.sysfs.set_numvfs = recording
-        # As the manager: a program is kept once apply_vf returned, dropped once clear_vf did; the backend
-        # asks for them (desired) and keeps no copy.
-        apply, clear = b.apply_vf, b.clear_vf
-
-        def applied(pf_id, vfid, program, previous):
-            apply(pf_id, vfid, program, previous)
-            self.programs[(pf_id, vfid)] = program
-
-        def cleared(pf_id, vfid, previous):
-            clear(pf_id, vfid, previous)
-            self.programs.pop((pf_id, vfid), None)
-        b.apply_vf, b.clear_vf = applied, cleared
-        b.desired = lambda pf_id: {v: p for (pid, v), p in self.programs.items() if pid == pf_id}
+        keep_programs(b, self.programs)      # the manager's part: the programs applied
         return b
 
     def open(self):
@@ -933,24 +922,100 @@ def test_a_kernel_that_does_not_answer_is_a_timeout_not_a_hang():
         b.close()
 
 
-def test_a_driver_that_does_not_report_trust_is_not_sent_trust_off(rig):
-    info = rig.open()
-    real = rig.nic.get_msg
+def hide_trust(r: Rig) -> None:
+    """The driver takes IFLA_VF_TRUST but never reports it: every read says "not filled in" (0xffffffff)."""
+    real = r.nic.get_msg
 
     def no_trust(mask):
-        m = real(mask)                       # re-encode with trust as "not filled in" (0xffffffff)
+        m = real(mask)
         for vi in (m.get("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO") if m.get("IFLA_VFINFO_LIST") else []):
             vi.get("IFLA_VF_TRUST")["trust"] = nl.U32_UNSET
         m.reset()
         m.encode()
         return m
-    rig.nic.get_msg = no_trust
+    r.nic.get_msg = no_trust
+
+
+def test_a_driver_that_does_not_report_trust_is_not_sent_trust_off(rig):
+    info = rig.open()
+    hide_trust(rig)
     assert rig.backend.read_kernel_vf(PCI, 1)["trust"] is None
     rig.nic.fail["trust"] = errno.EOPNOTSUPP
     rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"]), None)
     assert "trust" not in rig.nic.specs[-1] and rig.nic.vfs[1]["mac"] == "02:00:00:00:00:11"
     with pytest.raises(BackendError, match="set trust.*EOPNOTSUPP"):
         rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True), None)
+
+
+def sent_ops(r: Rig, n: int) -> list[set[str]]:
+    """The ops of the VF messages sent since the first `n` (what each IFLA_VF_INFO carried)."""
+    return [set(sp) - {"vf"} for sp in r.nic.specs[n:]]
+
+
+def test_trust_a_driver_does_not_report_goes_out_once_per_program_change_never_as_drift(rig):
+    """One diff: what apply_vf sends is what the drift check finds differing. A trust the driver takes but
+    never reports is unverifiable for status, reconcile and the backend's check alike (no drift, ever),
+    so nothing re-sends it but the program turning it on anew. (Before, the apply path had its own
+    attribute diff and sent trust again with every change of any other field.)"""
+    info = rig.open()
+    hide_trust(rig)
+    p1 = rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True)
+    n = len(rig.nic.specs)
+    rig.backend.apply_vf(PCI, 1, p1, None)
+    assert rig.nic.vfs[1]["trust"] is True and "trust" in sent_ops(rig, n)[0]      # sent blind, once
+    n = len(rig.nic.specs)
+    rig.backend.apply_vf(PCI, 1, p1, p1)                                          # the same program again
+    p2 = rig.program(info, macs=["02:00:00:00:00:11"], allow_un_ucast=True, link_status="on")
+    rig.backend.apply_vf(PCI, 1, p2, p1)                                          # an update of the link only
+    assert sent_ops(rig, n) == [{"link_state"}]
+    checks = {c.field: c.state for c in compare(p2, rig.backend.read_vf(PCI, 1), rig.backend.unverifiable_fields(PCI))}
+    assert checks["uucast"] == "unverifiable" and "differs" not in checks.values()
+    assert rig.backend.check_pf(PCI) == [] and rig.backend.check_pf(PCI) == []
+    assert len(rig.nic.specs) == n + 1
+    p3 = rig.program(info, macs=["02:00:00:00:00:11"], link_status="on")          # trust asked off: not sent
+    rig.backend.apply_vf(PCI, 1, p3, p2)
+    assert len(rig.nic.specs) == n + 1
+
+
+@pytest.mark.parametrize("by_hand, fields", [
+    ({"vlan": 999}, {"vlans", "insert"}),
+    ({"qos": 3}, {"pcp"}),
+    ({"proto": nl.ETH_P_8021AD}, {"vlan_proto"}),
+    ({"mac": "02:00:00:00:00:99"}, {"mac"}),
+    ({"spoofchk": False}, {"mac_anti_spoof", "vlan_anti_spoof"}),
+    ({"trust": True}, {"uucast"}),
+    ({"max_tx_rate": 7}, {"max_rate"}),
+    ({"link_state": 1}, {"link"}),
+])
+def test_apply_sends_exactly_the_ops_of_the_fields_the_drift_check_finds(rig, by_hand, fields):
+    """Status, reconcile and the check say which program fields differ (vfd.program.compare over
+    read_vf); a re-apply sends the ops of those fields (nl.FIELD_OPS) and nothing else, after which
+    the same check finds nothing."""
+    info = rig.open()
+    p = rig.program(info, macs=["02:00:00:00:00:11"], mac_anti_spoof=True, rate=0.01)
+    rig.backend.apply_vf(PCI, 1, p, None)
+    rig.nic.vfs[1].update(by_hand)
+    rig.backend.pfs[PCI].snap = None
+    differs = {c.field for c in compare(p, rig.backend.read_vf(PCI, 1), rig.backend.unverifiable_fields(PCI))
+               if c.differs}
+    assert differs == fields
+    n = len(rig.nic.specs)
+    rig.backend.apply_vf(PCI, 1, p, None)                       # what reconcile does on drift
+    assert sent_ops(rig, n) == [{nl.FIELD_OPS[f] for f in fields}]
+    assert not any(c.differs for c in compare(p, rig.backend.read_vf(PCI, 1)))
+
+
+def test_a_difference_rtnetlink_cannot_set_is_refused_not_left_as_drift_forever(rig):
+    """A program field with no rtnetlink control (admission keeps such programs off this backend) that
+    the drift check finds differing is an error naming the field, not a re-apply that sends nothing
+    while status and reconcile report drift for ever."""
+    import dataclasses
+    info = rig.open()
+    p = dataclasses.replace(rig.program(info, macs=["02:00:00:00:00:11"]), bcast=False)
+    n = len(rig.nic.specs)
+    with pytest.raises(BackendError, match=r"set bcast.*rtnetlink has no control.*driver ixgbe"):
+        rig.backend.apply_vf(PCI, 1, p, None)
+    assert len(rig.nic.specs) == n and rig.nic.vfs[1]["mac"] == "00:00:00:00:00:00"
 
 
 # ====================================================================== start-up batches (issue 15) ====

@@ -47,9 +47,11 @@ class VFManager(Transactions, Reconciler):
             backend.desired = self.programs_of
 
     def programs_of(self, pf_id: str) -> dict:
-        """The programs of a PF's live VFs, vfid -> VFProgram: the one copy, backends ask for it."""
+        """The programs of a PF's live VFs, vfid -> VFProgram: the one copy, backends ask for it. The
+        DPDK mailbox thread asks too: the items are taken in one step (list), never iterated while the
+        loop may change them."""
         pf = self.pfs.get(pf_id)
-        return {vfid: vf.program for vfid, vf in pf.vfs.items()} if pf is not None else {}
+        return {vfid: vf.program for vfid, vf in list(pf.vfs.items())} if pf is not None else {}
 
     def open_pfs(self) -> None:
         for index, pf in enumerate(self.main.pciids):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from vfd.errors import AdmissionError, NotLive, VfdError
+from vfd.errors import AdmissionError, ConfigError, NotLive, VfdError
 from vfd.policy import authz
 from vfd.text import escape
 
@@ -55,6 +55,9 @@ def json_safe(value: object) -> object:
 def refusal_data(exc: Exception) -> dict | None:
     if isinstance(exc, AdmissionError):
         return {"rule": exc.rule, "field": exc.field, "value": json_safe(exc.value)}
+    if isinstance(exc, ConfigError) and exc.first is not None:
+        return {"rule": "vf_config", "field": exc.first["field"], "value": json_safe(exc.first["value"]),
+                "why": exc.first["why"]}
     if isinstance(exc, authz.PermissionRefused):
         return {"rule": "permission", "action": exc.action, "requester_uid": exc.requester_uid}
     if isinstance(exc, NotLive):

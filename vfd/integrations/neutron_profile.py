@@ -16,7 +16,6 @@ is almost certainly a misspelt one. docs/openstack.md has the table of keys, typ
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,9 @@ PROFILE_KEYS: tuple[str, ...] = (
     "ATT_VF_UNKNOWN_MULTICAST_ALLOW", "ATT_VF_UNKNOWN_UNICAST_ALLOW", "ATT_VF_LINK_STATUS",
     "RATE_LIMIT", "ATT_VF_MIRRORS",
 )
-LINK_STATES = ("auto", "on", "off")
+# binding:profile key -> VF config field, for the keys passed on as they are: the VF config model
+# alone judges their values (link state names, the rate's range), its refusal naming the key.
+VALUE_KEYS: dict[str, str] = {"ATT_VF_LINK_STATUS": "link_status", "RATE_LIMIT": "rate"}
 
 
 class ProfileError(ValueError):
@@ -82,8 +83,7 @@ class AttProfile:
     vlans: tuple[int, ...] | None = None
     macs: tuple[str, ...] = ()
     flags: dict[str, bool] = field(default_factory=dict)   # VF config field -> value, keys given only
-    link_status: str | None = None
-    rate: float | None = None
+    values: dict[str, object] = field(default_factory=dict)  # VALUE_KEYS' fields -> value as given, unchecked
     mirrors: tuple[MirrorRequest, ...] = ()
     given: frozenset[str] = frozenset()                    # the profile keys present
 
@@ -123,23 +123,6 @@ def _bool(key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ProfileError(key, value, "boolean", "must be a JSON boolean, true or false")
     return value
-
-
-def _link_status(value: object) -> str:
-    key = "ATT_VF_LINK_STATUS"
-    if not isinstance(value, str) or value.strip().lower() not in LINK_STATES:
-        raise ProfileError(key, value, "link_status", "must be one of \"auto\", \"on\", \"off\"")
-    return value.strip().lower()
-
-
-def _rate(value: object) -> float:
-    key = "RATE_LIMIT"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProfileError(key, value, "rate", "must be a number: the fraction of the PF's link speed (0..1)")
-    if not 0 <= value <= 1:
-        raise ProfileError(key, value, "rate", "must be between 0 and 1: a fraction of the PF's link speed "
-                                               "(0.25 = a quarter of it, 0 = unlimited), not Mb/s")
-    return float(value)
 
 
 def _mirror_vlans(value: object, where: str) -> tuple[int, ...]:
@@ -221,8 +204,7 @@ def parse_profile(profile: Mapping | str | None) -> AttProfile:
     vlans = _vlan_list(profile["ATT_VF_VLAN_FILTER"]) if "ATT_VF_VLAN_FILTER" in profile else None
     macs = _mac_list(profile["ATT_VF_MAC_FILTER"]) if "ATT_VF_MAC_FILTER" in profile else ()
     flags = {fld: _bool(key, profile[key]) for key, fld in BOOL_KEYS.items() if key in profile}
-    link = _link_status(profile["ATT_VF_LINK_STATUS"]) if "ATT_VF_LINK_STATUS" in profile else None
-    rate = _rate(profile["RATE_LIMIT"]) if "RATE_LIMIT" in profile else None
+    values = {fld: profile[key] for key, fld in VALUE_KEYS.items() if key in profile}
     mirrors = _mirrors(profile["ATT_VF_MIRRORS"]) if "ATT_VF_MIRRORS" in profile else ()
     # The neutron schema's own rule (vfd itself may strip several VLANs); insert with several VLANs is the
     # model's rule (insert_stag_one_vlan), refused when the config is checked (vf_config).
@@ -231,7 +213,7 @@ def parse_profile(profile: Mapping | str | None) -> AttProfile:
                            f"strip needs exactly one VLAN; ATT_VF_VLAN_FILTER has {len(vlans)} "
                            f"({', '.join(map(str, vlans[:8]))}{', ...' if len(vlans) > 8 else ''}): "
                            f"leave ATT_VF_VLAN_STRIP out or set it false")
-    return AttProfile(vlans=vlans, macs=macs, flags=flags, link_status=link, rate=rate, mirrors=mirrors,
+    return AttProfile(vlans=vlans, macs=macs, flags=flags, values=values, mirrors=mirrors,
                       given=frozenset(k for k in PROFILE_KEYS if k in profile))
 
 
@@ -275,10 +257,7 @@ def vf_config(profile: Mapping | str | AttProfile | None, *, name: str, pciid: s
     if macs:
         cfg["macs"] = macs
     cfg.update(flags)
-    if att.link_status is not None:
-        cfg["link_status"] = att.link_status
-    if att.rate is not None:
-        cfg["rate"] = att.rate
+    cfg.update(att.values)
     if att.mirrors:
         cfg["mirror"] = _mirror_config(att.mirrors, vlans, pciid, vfid, plugged or {}, port_id)
     _check_with_model(cfg, att)
@@ -286,16 +265,17 @@ def vf_config(profile: Mapping | str | AttProfile | None, *, name: str, pciid: s
 
 
 # VF config field -> the binding:profile key it comes from (the model's refusals name the key).
-FIELD_KEYS: dict[str, str] = {**{fld: key for key, fld in BOOL_KEYS.items()}, "vlans": "ATT_VF_VLAN_FILTER",
-                              "macs": "ATT_VF_MAC_FILTER", "link_status": "ATT_VF_LINK_STATUS",
-                              "rate": "RATE_LIMIT", "mirror": "ATT_VF_MIRRORS"}
+FIELD_KEYS: dict[str, str] = {**{fld: key for key, fld in BOOL_KEYS.items()},
+                              **{fld: key for key, fld in VALUE_KEYS.items()}, "vlans": "ATT_VF_VLAN_FILTER",
+                              "macs": "ATT_VF_MAC_FILTER", "mirror": "ATT_VF_MIRRORS"}
 
 
 def _check_with_model(cfg: dict, att: AttProfile) -> None:
-    """The VF config model decides what a config may hold (VLAN ids, counts, duplicates, MACs): one place
-    for those rules. Its first refusal becomes a ProfileError naming the key the user wrote (rule vf_config)."""
+    """The VF config model decides what a config may hold (VLAN ids, counts, duplicates, MACs, link state
+    names, the rate's range): one place for those rules. Its first refusal becomes a ProfileError naming
+    the key the user wrote (rule vf_config)."""
     try:
-        VFConfig.model_validate(cfg)
+        model = VFConfig.model_validate(cfg)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         fld = str(first["loc"][0]) if first["loc"] else ""
@@ -306,6 +286,8 @@ def _check_with_model(cfg: dict, att: AttProfile) -> None:
             key = "port mac_address"
         value = cfg.get(fld)
         raise ProfileError(key, value, "vf_config", describe_validation_error(err)[0]) from None
+    for fld in att.values:                  # the model's spelling (e.g. "ON" -> "on") goes into the file
+        cfg[fld] = getattr(model, fld)
 
 
 def _mirror_config(mirrors: tuple[MirrorRequest, ...], vlans: list[int], pciid: str, vfid: int,

@@ -37,31 +37,39 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _problem(e: dict) -> tuple[str, Any, str, str]:
+    """One pydantic error as (field, value, what the rule says, the line "field 'x': value V: rule")."""
+    field = _loc(e["loc"])
+    if e["type"] == "extra_forbidden":
+        why = "is not part of the format; check the spelling"
+        return field, e.get("input"), why, f"unknown field '{field}' (not part of the format; check the spelling)"
+    if e["type"] == "missing":
+        return field, None, "is required", f"field '{field}' is required"
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    ctx = e.get("ctx") or {}
+    if e["type"] == "too_short":
+        msg = f"must have at least {ctx.get('min_length')} item(s)"
+    elif e["type"] == "too_long":
+        msg = f"must have at most {ctx.get('max_length')} items"
+    msg = msg.replace("Input should be", "must be")
+    try:
+        value = _short(e.get("input"))
+    except (TypeError, ValueError):
+        value = repr(e.get("input"))
+    return field, e.get("input"), msg, f"field '{field}': value {value}: {msg}"
+
+
 def describe_validation_error(err: ValidationError) -> list[str]:
     """Turn pydantic's errors into "field 'x': value V: rule" lines."""
-    lines = []
-    for e in err.errors(include_url=False):
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        ctx = e.get("ctx") or {}
-        if e["type"] == "too_short":
-            msg = f"must have at least {ctx.get('min_length')} item(s)"
-        elif e["type"] == "too_long":
-            msg = f"must have at most {ctx.get('max_length')} items"
-        msg = msg.replace("Input should be", "must be")
-        if e["type"] == "extra_forbidden":
-            lines.append(f"unknown field '{_loc(e['loc'])}' (not part of the format; check the spelling)")
-            continue
-        if e["type"] == "missing":
-            lines.append(f"field '{_loc(e['loc'])}' is required")
-            continue
-        try:
-            value = _short(e.get("input"))
-        except (TypeError, ValueError):
-            value = repr(e.get("input"))
-        lines.append(f"field '{_loc(e['loc'])}': value {value}: {msg}")
-    return lines
+    return [_problem(e)[3] for e in err.errors(include_url=False)]
+
+
+def first_problem(err: ValidationError) -> dict:
+    """The first problem as data, `{"field", "value", "why"}` (for a refusal's reply data)."""
+    field, value, why, _ = _problem(err.errors(include_url=False)[0])
+    return {"field": field, "value": value, "why": why}
 
 
 def load_json_object(text: str | bytes, source: str) -> dict:

@@ -14,7 +14,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from vfd.errors import ConfigError
 from vfd.macaddr import parse_unicast_mac
-from vfd.model.common import StrictModel, describe_validation_error, load_json_object, strip_comments
+from vfd.model.common import (StrictModel, describe_validation_error, first_problem, load_json_object,
+                               strip_comments)
 
 MAX_VLANS_PER_VF = 64
 MAX_MACS_PER_VF = 64
@@ -178,4 +179,4 @@ def parse_vf_config(text: str | bytes, source: str) -> VFConfig:
     try:
         return VFConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, describe_validation_error(err)) from None
+        raise ConfigError(source, describe_validation_error(err), first_problem(err)) from None

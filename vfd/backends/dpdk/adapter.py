@@ -28,6 +28,11 @@ log = logging.getLogger("vfd.dpdk")
 # ---------------------------------------------------------------------------------------------------
 # Per-VF record: what vfd has put in the NIC, and what the guest was allowed to add
 # ---------------------------------------------------------------------------------------------------
+# The VF's program is not in it: the manager holds the one copy, handed to apply and teardown and
+# asked for (NicBackend.desired) where the backend needs it otherwise (mailbox policing, read-back,
+# QoS). The record keeps only what the manager cannot know: the filters that really reached the NIC
+# (exact after a failure half-way, and after a restart once the restore's full apply ran) and the
+# guest's mailbox registrations.
 
 GATE_FIELDS = dict(APPLY_STEPS)["gates"]
 
@@ -44,7 +49,6 @@ class _Diff:
 
 @dataclass
 class VFRecord:
-    program: VFProgram | None = None       # last program applied in full or in part (None: not managed)
     vlans: set[int] = field(default_factory=set)    # VLAN filters vfd set on the NIC
     allow: list[str] = field(default_factory=list)  # allow-list MACs vfd added on the NIC
     default: str | None = None             # default MAC vfd set
@@ -55,20 +59,22 @@ class VFRecord:
     last_mbox: float = 0.0                 # monotonic time of the VF's last mailbox message
     mbox_count: int = 0
 
-    def all_macs(self) -> set[str]:
+    def all_macs(self, program: VFProgram | None) -> set[str]:
+        """Every MAC the VF uses: vfd's allow-list, the guest's, the program's default (`program`, the
+        manager's) and the guest's approved default."""
         macs = set(self.allow) | set(self.guest_macs)
-        if self.program is not None and self.program.mac:
-            macs.add(self.program.mac)
+        if program is not None and program.mac:
+            macs.add(program.mac)
         if self.guest_mac:
             macs.add(self.guest_mac)
         return macs
 
-    def effective_default(self) -> str | None:
+    def effective_default(self, program: VFProgram | None) -> str | None:
         """The guest's approved default wins over the config's (reference 6.1: stored at index 0 and used on
         every later apply); a config change of the default MAC clears the guest's choice."""
         if self.guest_mac:
             return self.guest_mac
-        return self.program.mac if self.program is not None else None
+        return program.mac if program is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -227,9 +233,10 @@ class PmdAdapter:
     # ---- read-back ---------------------------------------------------------------------------------
     verifiable: frozenset[str] = frozenset()   # program fields `read_back` reports from the PMD
 
-    def read_back(self, vfid: int, rec: VFRecord) -> dict:
-        """The `verifiable` program fields as the PMD reports them.  DPDK 22.11 has no VF getters on ixgbe
-        and bnxt, so by default nothing: the backend marks every other field unverifiable."""
+    def read_back(self, vfid: int, rec: VFRecord, program: VFProgram | None) -> dict:
+        """The `verifiable` program fields as the PMD reports them (`program`, the manager's, only says in
+        which spelling).  DPDK 22.11 has no VF getters on ixgbe and bnxt, so by default nothing: the
+        backend marks every other field unverifiable."""
         return {}
 
     def spoof_count(self, vfids: list[int]) -> int:
@@ -262,7 +269,6 @@ class PmdAdapter:
         diff = _Diff(set(program.changed_fields(previous)), previous is None)
         if previous is not None and previous.mac != program.mac:
             rec.guest_mac = None            # the operator changed the default: the guest's choice goes
-        rec.program = program
         for step, _ in APPLY_STEPS:
             getattr(self, f"_step_{step}")(vfid, rec, program, previous, diff)
 
@@ -283,7 +289,7 @@ class PmdAdapter:
 
     def _step_macs(self, vfid, rec, program, previous, diff) -> None:
         """Allow-list first (reverse order), default last."""
-        default = rec.effective_default()
+        default = rec.effective_default(program)
         allow = list(program.macs)
         if diff.full or allow != rec.allow or default != rec.default:
             added = allow if diff.full else [m for m in allow if m not in rec.allow]
@@ -321,12 +327,12 @@ class PmdAdapter:
         if diff("link") and (program.link != "auto" or previous is not None):
             self.set_link(vfid, program.link)
 
-    def teardown(self, vfid: int, rec: VFRecord, random_mac: str) -> None:
+    def teardown(self, vfid: int, rec: VFRecord, prog: VFProgram | None, random_mac: str) -> None:
         """Reference 5.2 delete, fixed where the original left settings behind: VLAN filters off, MAC
         anti-spoof off, allow-list removed and a random default MAC, rate 0, insert and strip off, link auto,
         unicast and multicast promiscuity off, then (not reset by the original) broadcast back on, untagged
-        back to the NIC default and VLAN anti-spoof off."""
-        prog = rec.program
+        back to the NIC default and VLAN anti-spoof off. `prog` is the program the VF had (the manager's);
+        None (a VF vfd never programmed) resets every setting but the filters the record does not know."""
         known = prog is not None
         self.remove_mirror(vfid, rec)
         if rec.vlans:
@@ -353,7 +359,6 @@ class PmdAdapter:
             self.set_rxmode(vfid, untagged=False)
         if not known or prog.vlan_anti_spoof:
             self.set_anti_spoof(vfid, vlan=False)
-        rec.program = None
         rec.guest_mac, rec.guest_macs = None, []
 
 
@@ -374,7 +379,7 @@ class NoVfApiAdapter(PmdAdapter):
     def apply(self, vfid, rec, program, previous):
         raise BackendError(self.pf_id, "apply", f"driver {self.driver} has no VF API in DPDK 22.11", vfid)
 
-    def teardown(self, vfid, rec, random_mac):
+    def teardown(self, vfid, rec, prog, random_mac):
         """Nothing can have been programmed."""
 
 

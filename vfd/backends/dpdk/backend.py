@@ -71,9 +71,6 @@ class PortState:
             r = self.vfs[vfid] = VFRecord()
         return r
 
-    def managed(self) -> list[int]:
-        return sorted(v for v, r in self.vfs.items() if r.program is not None)
-
 
 class DpdkBackend(NicBackend):
     name = "dpdk"
@@ -285,14 +282,12 @@ class DpdkBackend(NicBackend):
             self._pf_update(st)
 
     def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
+        """Tear down what `previous` (the manager's program) set; the filters are the record's, which is
+        exact: each apply step records what reached the NIC, and after a restart the restore's full apply
+        comes first."""
         with self.lock:
             st = self._st(pf_id)
-            rec = st.rec(vfid)
-            if rec.program is None and previous is not None:
-                # vfd lost track (a failed apply): assume the previous program's filters are there
-                rec.program, rec.vlans, rec.allow = previous, set(previous.vlans), list(previous.macs)
-                rec.default = previous.mac
-            st.adapter.teardown(vfid, rec, random_local_mac())
+            st.adapter.teardown(vfid, st.rec(vfid), previous, random_local_mac())
             self.mailbox.forget(pf_id, vfid)
             if st.adapter.has_vf_api:
                 self._pf_update(st)
@@ -301,8 +296,7 @@ class DpdkBackend(NicBackend):
         """The PF's traffic classes and the VFs' normalised shares, through the PMD's calls (docs/dpdk.md, QoS)."""
         with self.lock:
             st = self._st(pf_id)
-            programs = {v: r.program for v, r in st.vfs.items() if r.program is not None}
-            st.adapter.apply_qos(tclasses, shares, st.speed, programs)
+            st.adapter.apply_qos(tclasses, shares, st.speed, self.desired(pf_id))
 
     def _pf_update(self, st: PortState) -> None:
         """Reference 5.2 step 14: PF promiscuous / all-multicast re-assert after any VF change."""
@@ -316,7 +310,7 @@ class DpdkBackend(NicBackend):
         with self.lock:
             st = self._st(pf_id)
             try:
-                return st.adapter.read_back(vfid, st.vfs.get(vfid) or VFRecord())
+                return st.adapter.read_back(vfid, st.vfs.get(vfid) or VFRecord(), self.desired(pf_id).get(vfid))
             except real_ffi.DpdkError as e:
                 raise BackendError(pf_id, f"read back ({e.func})", f"{e.code} {e.errname}", vfid) from None
 
@@ -336,7 +330,7 @@ class DpdkBackend(NicBackend):
                 log.warning("PF %s: counters unavailable: %s", pf_id, e)
                 return PortStats()
             try:
-                spoofed = st.adapter.spoof_count(st.managed())
+                spoofed = st.adapter.spoof_count(sorted(self.desired(pf_id)))
             except (BackendError, real_ffi.DpdkError) as e:
                 log.debug("PF %s: spoof count: %s", pf_id, e)
                 spoofed = 0
@@ -436,7 +430,7 @@ class DpdkBackend(NicBackend):
         self.emit(NicEvent(kind, pf_id, detail=f"{link.speed if link.up else 0} Mb/s"))
         with self.lock:
             try:
-                st.adapter.ping_vfs(st.managed())
+                st.adapter.ping_vfs(sorted(self.desired(pf_id)))
             except BackendError as e:
                 log.warning("%s", e)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from vfd.backends.base import NicEvent
 from vfd.errors import BackendError
 from vfd.policy import mailbox as mbx
+from vfd.program import VFProgram
 
 from . import ffi as real_ffi
 from .adapter import VFRecord
@@ -54,13 +55,14 @@ class MailboxBridge:
         adapter = st.adapter
         vfid, msg_type, payload, msg_addr, msg_len = adapter.decode_mbox(ret_param)
         with self.b.lock:
-            view = self.vf_view(st, vfid)
+            programs = self.b.desired(st.cfg.id)
+            view = self.vf_view(st, vfid, programs)
             decision = mbx.POLICIES[adapter.family](msg_type, payload, view)
             rec = st.rec(vfid)
             rec.last_mbox = time.monotonic()
             rec.mbox_count += 1
             if decision.verdict != mbx.NOOP_NACK:
-                registry_effects(rec, decision)
+                registry_effects(rec, decision, programs.get(vfid))
             if mbx.QUEUES_READY in decision.actions:
                 rec.queues_ready = True
             if mbx.QUEUES_DOWN in decision.actions:
@@ -84,14 +86,15 @@ class MailboxBridge:
         return decision
 
     @staticmethod
-    def vf_view(st: PortState, vfid: int) -> mbx.VFView:
-        """What the policy may know: the VF's config, every MAC in use on the PF, the PF's MTU."""
-        rec = st.vfs.get(vfid)
+    def vf_view(st: PortState, vfid: int, programs: dict[int, VFProgram]) -> mbx.VFView:
+        """What the policy may know: the VF's program (`programs`: the manager's, NicBackend.desired),
+        every MAC in use on the PF, the PF's MTU. A VF without a program is not managed."""
+        rec = st.vfs.get(vfid) or VFRecord()
         owners: dict[str, int] = {}
-        for v, r in st.vfs.items():
-            for m in r.all_macs():
+        for v in sorted(set(st.vfs) | set(programs)):
+            for m in (st.vfs.get(v) or VFRecord()).all_macs(programs.get(v)):
                 owners.setdefault(m, v)
-        prog = rec.program if rec else None
+        prog = programs.get(vfid)
         if prog is None:
             return mbx.VFView(vfid=vfid, managed=False, mac_owners=owners, pf_mtu=st.mtu)
         macs = ((prog.mac,) if prog.mac else ()) + tuple(prog.macs)
@@ -125,7 +128,7 @@ class MailboxBridge:
                 pf_id, vfid = key
                 st = self.b.ports.get(pf_id)
                 rec = st.vfs.get(vfid) if st else None
-                if rec is None or rec.program is None:
+                if rec is None or vfid not in self.b.desired(pf_id):        # deleted meanwhile
                     del self.refresh[key]
                     continue
                 try:
@@ -148,14 +151,14 @@ class MailboxBridge:
         self.ensure_tick()
 
 
-def registry_effects(rec: VFRecord, d: mbx.Decision) -> None:
-    """What an approved request changes in the VF's guest registry."""
+def registry_effects(rec: VFRecord, d: mbx.Decision, program: VFProgram | None) -> None:
+    """What an approved request changes in the VF's guest registry (`program`: the VF's, the manager's)."""
     if mbx.CLEAR_MACVLAN in d.actions:
         rec.guest_macs = []
     if mbx.REGISTER_MAC in d.actions and d.macs:
         rec.guest_mac = d.macs[0]
     if mbx.REGISTER_MACVLAN in d.actions:
-        own = rec.all_macs()
+        own = rec.all_macs(program)
         rec.guest_macs += [m for m in d.macs if m not in own]
     if mbx.UNREGISTER_MACVLAN in d.actions:
         rec.guest_macs = [m for m in rec.guest_macs if m not in d.macs]

@@ -141,11 +141,11 @@ class I40eAdapter(PmdAdapter):
     # ---- read-back -----------------------------------------------------------------------------------
     verifiable = frozenset({"mac"})
 
-    def read_back(self, vfid, rec):
+    def read_back(self, vfid, rec, program):
         """The default MAC, confirmed by rte_pmd_i40e_query_vfid_by_mac ("find VF index based on VF MAC
         address"): reported when the PMD maps it to this VF, None when it does not.  A guest-approved default
         stands for the configured one (it is what every apply sets)."""
-        candidate = rec.effective_default() or rec.default
+        candidate = rec.effective_default(program) or rec.default
         if candidate is None:
             return {"mac": None}
         rc = self.ffi.call("rte_pmd_i40e_query_vfid_by_mac", self.port, candidate, check=False)
@@ -153,7 +153,7 @@ class I40eAdapter(PmdAdapter):
             return {"mac": None}
         if rc < 0:
             raise real_ffi.DpdkError("rte_pmd_i40e_query_vfid_by_mac", rc)
-        configured = rec.program.mac if rec.program is not None else None
+        configured = program.mac if program is not None else None
         return {"mac": configured if configured and candidate in (configured, rec.guest_mac) else candidate}
 
     def queue_ready(self, vfid, rec):

@@ -4,12 +4,13 @@ What it does per PF (docs/kernel.md has the long form):
 - finds the PF by PCI address (its netdev under /sys/bus/pci/devices/<pci>/net) or interface name,
   reports a capability profile for its driver (profiles.py), creates `vfs_count` VFs through
   `sriov_numvfs` (through 0 when the count changes; an equal count is left alone);
-- programs a VF with ONE netlink message carrying every attribute that differs from what the NIC
+- programs a VF with ONE netlink message carrying the ops of the program fields that the one drift
+  check (vfd.program.compare, as status and reconcile have it) finds differing from what the NIC
   reports (never re-sending an unchanged one: on some drivers every MAC or trust write resets the
-  VF), then reads the VF back and raises BackendError on any mismatch (drivers may ignore a setting
-  silently); when the driver refuses an op (EOPNOTSUPP, EINVAL, EPROTONOSUPPORT) the error names
-  the op and the driver, and the attributes the kernel had already applied are put back, so the VF
-  is left as it was;
+  VF), then reads the VF back and raises BackendError when the same check still finds a difference
+  (drivers may ignore a setting silently); when the driver refuses an op (EOPNOTSUPP, EINVAL,
+  EPROTONOSUPPORT) the error names the op and the driver, and the attributes the kernel had already
+  applied are put back, so the VF is left as it was;
 - at start-up (until `attach`), VF changes are staged and sent by `flush` as one batch per PF: one
   read, every original recorded in one durable write, as few RTM_NEWLINK messages as possible
   (a list of IFLA_VF_INFO each), one read to verify them all (`_commit`);
@@ -63,6 +64,7 @@ LINK_NAME = {v: k for k, v in LINK_STATE.items()}
 PROTO = {"802.1q": nl.ETH_P_8021Q, "802.1ad": nl.ETH_P_8021AD}
 PROGRAM_KEYS = tuple(f.name for f in dataclasses.fields(VFProgram))
 SWITCHDEV_FIELDS = {"max_rate", "min_rate", "mirror"}   # devlink rate and tc in switchdev mode
+BLIND_ON = {"uucast", "mac_anti_spoof", "vlan_anti_spoof"}  # trust/spoofchk: sent as "on" when not reported
 
 CACHE_AGE = 0.25        # no event loop yet (start-up, tools): a PF read this recent serves read_vf and
                         # the counters; on the loop a read serves the rest of its turn (_read)
@@ -95,7 +97,7 @@ class KernelPF:
     last_drift: dict[int, float] = field(default_factory=dict)
     gen: int = 0                  # rtnetlink events seen for this PF: a read taken at another count is stale
     turn_snap: nl.LinkSnapshot | None = None     # the read serving the rest of this loop turn
-    staged: dict[int, tuple] = field(default_factory=dict)   # start-up: vfid -> ("apply"|"clear", program)
+    staged: dict[int, "_Change"] = field(default_factory=dict)   # start-up: vfid -> its change, not yet planned
     in_sync: dict[int, tuple] = field(default_factory=dict)  # vfid -> (program, VF bytes) last seen matching
     sw: bool = False           # eswitch_mode switchdev: rates and mirrors through switchdev.py
     vf_pci: dict[int, str] = field(default_factory=dict)   # vfid -> PCI address, until VFs are re-created
@@ -403,34 +405,99 @@ class KernelBackend(NicBackend):
             "link_state": LINK_STATE[program.link],
         }
 
-    @staticmethod
-    def _differs(have: dict, want: dict, attr: str) -> bool:
-        w = want.get(attr)
-        if w is None:
-            return False                      # not asked for (e.g. a MAC vfd leaves alone)
-        h = have.get(attr)
-        if attr == "mac":
-            return str(h).lower() != str(w).lower()
-        if h is None and attr in ("spoofchk", "trust"):
-            return bool(w)                    # not reported (no such op?): only an explicit "on" is sent
-        return h != w
+    # What is sent for a program, and checked after, is decided by the one drift check
+    # (vfd.program.compare, as status and reconcile have it): the fields it finds differing, mapped to
+    # their ops (nl.FIELD_OPS). Restoring an original is not a program: that one attribute-level
+    # comparison is _attr_diff.
+    def _checks(self, kpf: KernelPF, program: VFProgram, k: dict) -> list[FieldCheck]:
+        """The one drift check on one VF's attributes: compare on the VF in program terms (_state),
+        with what rtnetlink cannot show as unverifiable: a spoofchk/trust the driver does not report,
+        and in switchdev mode the rates and the mirror (devlink's and tc's: switchdev.mismatches)."""
+        skip = self._unreported(kpf, k) | (SWITCHDEV_FIELDS if kpf.sw else set())
+        return compare(program, self._state(kpf, k), frozenset(skip))
 
-    def _changed_ops(self, have: dict, want: dict) -> list[str]:
-        return [op for op, attrs in nl.OPS if any(self._differs(have, want, a) for a in attrs)]
+    def _program_ops(self, kpf: KernelPF, vfid: int, program: VFProgram, previous: VFProgram | None,
+                     have: dict) -> list[str]:
+        """The ops bringing a VF that reads `have` to `program`: those of the fields the drift check finds
+        differing, and a spoofchk/trust the driver does not report that the program turns on anew (its
+        change from `previous`, VFProgram.changed_fields: nothing else can say it is needed). Such a
+        field is sent blind, and only as "on": "off" is what a driver without the setting does anyway."""
+        checks = self._checks(kpf, program, have)
+        anew = set(program.changed_fields(previous))
+        fields = [c.field for c in checks if c.differs or (c.state == "unverifiable" and c.field in BLIND_ON
+                                                           and c.desired and c.field in anew)]
+        lacking = [f for f in fields if f not in nl.FIELD_OPS]
+        if lacking:
+            raise BackendError(kpf.id, f"set {'/'.join(lacking)}",
+                               f"rtnetlink has no control for it (driver {kpf.driver}); the VF was left as it was",
+                               vfid)
+        return self._field_ops(fields)
 
     @staticmethod
-    def _mismatches(have: dict, want: dict) -> list[str]:
-        bad = []
+    def _field_ops(fields) -> list[str]:
+        """The ops setting program `fields`, in the kernel's order."""
+        ops = {nl.FIELD_OPS[f] for f in fields if f in nl.FIELD_OPS}
+        return [op for op, _ in nl.OPS if op in ops]
+
+    @staticmethod
+    def _attr_ops(attrs) -> list[str]:
+        """The ops carrying rtnetlink attributes `attrs`, in the kernel's order."""
+        return [op for op, names in nl.OPS if any(a in attrs for a in names)]
+
+    @staticmethod
+    def _attr_diff(have: dict, want: dict, verify: bool = False) -> list[str]:
+        """The one attribute-level comparison, for what is not a program: a VF given back its recorded
+        original (originals.py keeps rtnetlink attributes: a VF vfd never programmed has no program)
+        or neutral settings, a refused change put back, and how far the kernel got through a message.
+
+        A `want` of None is not asked for (a MAC left alone, switchdev's rates). An unreported
+        spoofchk/trust differs only from an explicit "on" (the only value worth sending blind) and is
+        never a mismatch read back (`verify`). Read back, giving back "no administrative MAC" (ZERO_MAC)
+        accepts any MAC: the VF's own driver may set one at once (igb/igbvf do)."""
+        out = []
         for attr in nl.ATTRS:
             w, h = want.get(attr), have.get(attr)
-            if w is None or (h is None and attr in ("spoofchk", "trust")):
-                continue                     # not asked for, or the driver does not report it
-            if attr == "mac" and w == ZERO_MAC:
-                continue                     # "no administrative MAC" given back: the VF's driver may then
-                                             # set its own at once (igb/igbvf do), and any MAC is right
-            if (str(h).lower() != str(w).lower()) if attr == "mac" else (h != w):
-                bad.append(attr)
-        return bad
+            if w is None:
+                continue
+            if h is None and attr in ("spoofchk", "trust"):
+                if w and not verify:
+                    out.append(attr)
+            elif attr == "mac":
+                if not (verify and w == ZERO_MAC) and str(h).lower() != str(w).lower():
+                    out.append(attr)
+            elif h != w:
+                out.append(attr)
+        return out
+
+    def _unmet(self, kpf: KernelPF, c: "_Change", have: dict) -> list[str]:
+        """The ops of a change whose effect the read-back `have` does not show: for an apply, those of the
+        fields the drift check finds differing; for a clear, the attribute comparison."""
+        if not have:
+            return list(c.ops)                 # the VF is gone: nothing sent shows
+        if c.kind == "apply":
+            return self._field_ops([x.field for x in self._checks(kpf, c.program, have) if x.differs])
+        return self._attr_ops(self._attr_diff(have, c.target, verify=True))
+
+    def _plan(self, kpf: KernelPF, c: "_Change", before: dict) -> "_Change":
+        """Fill in what the change sends to a VF that reads `before`: target attributes and ops."""
+        c.before = dict(before)
+        if c.kind == "apply":
+            c.target, c.what = self._rtnl_part(kpf, self.target_of(kpf, c.program, before)), "apply"
+            c.ops = self._program_ops(kpf, c.vfid, c.program, c.previous, before)
+            return c
+        original = self.originals.get(kpf.id, c.vfid)
+        c.restored = original is not None
+        if c.restored:
+            target = {a: (original.get(a) if original.get(a) is not None else before.get(a)) for a in nl.ATTRS}
+            c.what = "restore original"
+        else:                                  # lost state dir: neutral settings and a fresh MAC, as the sim does
+            target = {"mac": random_local_mac(), "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q,
+                      "spoofchk": before.get("spoofchk"), "trust": False, "min_tx_rate": 0, "max_tx_rate": 0,
+                      "link_state": 0}
+            c.what = "clear"
+        c.target = self._rtnl_part(kpf, target)
+        c.ops = self._attr_ops(self._attr_diff(before, c.target))
+        return c
 
     def _why(self, kpf: KernelPF, exc: nl.NetlinkError) -> str:
         code = exc.code if isinstance(exc.code, int) else 0
@@ -447,8 +514,8 @@ class KernelBackend(NicBackend):
                 after = self._read(kpf, fresh=True).vfs.get(vfid, {})
             except BackendError:
                 after = {}
-            failed = next((op for op, attrs in nl.OPS if op in ops
-                           and any(self._differs(after, target, a) for a in attrs)), None)
+            # The kernel applies the ops in order and stops at the refused one: the first not yet in effect.
+            failed = next((op for op in self._attr_ops(self._attr_diff(after, target)) if op in ops), None)
             self._put_back(kpf, vfid, before, after)
             what = failed or "/".join(ops)
             values = ", ".join(f"{a} {_show(a, target[a])}" for op, attrs in nl.OPS if op == what for a in attrs)
@@ -457,7 +524,7 @@ class KernelBackend(NicBackend):
         self._forget(kpf)
 
     def _put_back(self, kpf: KernelPF, vfid: int, before: dict, after: dict) -> None:
-        ops = self._changed_ops(after, before) if after else [op for op, _ in nl.OPS]
+        ops = self._attr_ops(self._attr_diff(after, before)) if after else [op for op, _ in nl.OPS]
         ops = [op for op in ops if all(before.get(a) is not None for a in dict(nl.OPS)[op])]
         if not ops:
             return
@@ -467,33 +534,33 @@ class KernelBackend(NicBackend):
             log.error("PF %s VF %d: putting back %s failed: %s", kpf.id, vfid, ", ".join(ops), exc)
         self._forget(kpf)
 
-    def _program(self, kpf: KernelPF, vfid: int, make_target, what: str) -> None:
+    def _program(self, kpf: KernelPF, c: "_Change") -> None:
         """Read, diff, record the original, send one message, read back and verify.
 
         The read before a change is what gets recorded as the original state, what the diff is
         computed against and what a refused op is put back to: a new one unless the event stream
         shows nothing touched the PF since the last (_read, program=True).
         """
-        snap = self._ready(kpf, vfid)
-        before = dict(snap.vfs[vfid])
-        target = self._rtnl_part(kpf, make_target(before))
-        ops = self._changed_ops(before, target)
-        if not ops:
+        snap = self._ready(kpf, c.vfid)
+        self._plan(kpf, c, snap.vfs[c.vfid])
+        if not c.ops:
             return
-        if self.originals.record(kpf.id, vfid, before):
-            log.debug("PF %s VF %d: original state recorded: %s", kpf.id, vfid, _describe(before))
-        self._send(kpf, vfid, before, target, ops)
-        after = self._read(kpf, fresh=True).vfs.get(vfid) or {}
-        bad = self._mismatches(after, target)
+        if self.originals.record(kpf.id, c.vfid, c.before):
+            log.debug("PF %s VF %d: original state recorded: %s", kpf.id, c.vfid, _describe(c.before))
+        self._send(kpf, c.vfid, c.before, c.target, c.ops)
+        after = self._read(kpf, fresh=True).vfs.get(c.vfid) or {}
+        bad = self._unmet(kpf, c, after)
         if not bad:
-            log.debug("PF %s VF %d: %s: set %s", kpf.id, vfid, what, ", ".join(ops))
+            log.debug("PF %s VF %d: %s: set %s", kpf.id, c.vfid, c.what, ", ".join(c.ops))
             return
-        self._put_back(kpf, vfid, before, after)
-        raise self._verify_error(kpf, vfid, after, target, bad)
+        self._put_back(kpf, c.vfid, c.before, after)
+        raise self._verify_error(kpf, c.vfid, after, c.target, bad)
 
-    def _verify_error(self, kpf: KernelPF, vfid: int, after: dict, target: dict, bad: list[str]) -> BackendError:
-        detail = ", ".join(f"{a} {_show(a, after.get(a))} instead of {_show(a, target[a])}" for a in bad)
-        return BackendError(kpf.id, f"verify {'/'.join(bad)}",
+    def _verify_error(self, kpf: KernelPF, vfid: int, after: dict, target: dict, ops: list[str]) -> BackendError:
+        shown = [a for op, attrs in nl.OPS if op in ops for a in attrs if target.get(a) is not None]
+        differ = [a for a in shown if after.get(a) != target[a]] or shown
+        detail = ", ".join(f"{a} {_show(a, after.get(a))} instead of {_show(a, target[a])}" for a in differ)
+        return BackendError(kpf.id, f"verify {'/'.join(ops)}",
                             f"driver {kpf.driver} accepted the change but reports {detail} (some drivers ignore "
                             f"settings silently); the VF was put back as it was", vfid)
 
@@ -514,7 +581,7 @@ class KernelBackend(NicBackend):
         return target
 
     def apply_vf(self, pf_id: str, vfid: int, program: VFProgram, previous: VFProgram | None) -> None:
-        """Send only what differs from what the NIC reports (always a subset of program vs previous).
+        """Send only what the drift check finds differing from what the NIC reports (_program_ops).
 
         At start-up (staging) the change waits for flush()."""
         kpf = self._pf(pf_id)
@@ -522,31 +589,19 @@ class KernelBackend(NicBackend):
             if self.staging:
                 if kpf.sw:                                          # --- switchdev hook (not batched)
                     self.switchdev.apply_vf(pf_id, vfid, program)
-                self._stage(kpf, vfid, "apply", program)
+                self._stage(kpf, _Change(vfid, "apply", program, previous))
                 kpf.last_drift.pop(vfid, None)
                 return
             self._commit(kpf)
-            self._program(kpf, vfid, lambda cur: self.target_of(kpf, program, cur), "apply")
+            self._program(kpf, _Change(vfid, "apply", program, previous))
             if kpf.sw:                                              # --- switchdev hook
                 self.switchdev.apply_vf(pf_id, vfid, program)
             kpf.last_drift.pop(vfid, None)
             self._mark_in_sync(kpf, vfid, program)
 
-    def _clear_target(self, original: dict | None):
-        """What a cleared VF becomes: its recorded original, or (no record) neutral settings and a fresh MAC."""
-        if original is not None:
-            def target(cur: dict) -> dict:
-                return {a: (original.get(a) if original.get(a) is not None else cur.get(a)) for a in nl.ATTRS}
-            return target, "restore original"
-        mac = random_local_mac()           # lost state dir: as the sim does
-
-        def neutral(cur: dict) -> dict:
-            return {"mac": mac, "vlan": 0, "qos": 0, "proto": nl.ETH_P_8021Q, "spoofchk": cur.get("spoofchk"),
-                    "trust": False, "min_tx_rate": 0, "max_tx_rate": 0, "link_state": 0}
-        return neutral, "clear"
-
     def clear_vf(self, pf_id: str, vfid: int, previous: VFProgram | None) -> None:
-        """Put back the VF's original state (recorded before vfd's first change); untouched VFs stay as they are."""
+        """Put back the VF's original state (recorded before vfd's first change); untouched VFs stay as they
+        are. Without a record (the state dir was lost): neutral settings and a fresh MAC."""
         kpf = self._pf(pf_id)
         with self._locks[(pf_id, vfid)]:
             original = self.originals.get(pf_id, vfid)
@@ -555,13 +610,12 @@ class KernelBackend(NicBackend):
             if kpf.sw:                                              # --- switchdev hook: rates, mirror off
                 self.switchdev.apply_vf(pf_id, vfid, None)
             if self.staging:
-                self._stage(kpf, vfid, "clear", previous)
+                self._stage(kpf, _Change(vfid, "clear"))
                 return
             self._commit(kpf)
-            original = self.originals.get(pf_id, vfid)
-            target, what = self._clear_target(original)
-            self._program(kpf, vfid, target, what)     # raises with the VF left as it was
-            self._cleared(kpf, [vfid], original is not None)
+            c = _Change(vfid, "clear")
+            self._program(kpf, c)             # raises with the VF left as it was
+            self._cleared(kpf, [vfid], c.restored)
 
     def _cleared(self, kpf: KernelPF, vfids: list[int], restored: bool) -> None:
         for vfid in vfids:
@@ -572,10 +626,10 @@ class KernelBackend(NicBackend):
         self.originals.drop_many(kpf.id, vfids)
 
     # ====================================================================== start-up batches =====
-    def _stage(self, kpf: KernelPF, vfid: int, kind: str, program: VFProgram | None) -> None:
-        if vfid in kpf.staged:
+    def _stage(self, kpf: KernelPF, c: "_Change") -> None:
+        if c.vfid in kpf.staged:
             self._commit(kpf)              # a second change of one VF: the first one goes out first
-        kpf.staged[vfid] = (kind, program)
+        kpf.staged[c.vfid] = c
 
     def _commit(self, kpf: KernelPF) -> None:
         """Send the PF's staged changes: one read, the originals in one write, batched messages, one read back.
@@ -602,20 +656,14 @@ class KernelBackend(NicBackend):
             return
         plan: list[_Change] = []
         for vfid in sorted(staged):
-            kind, program = staged[vfid]
             if vfid not in snap.vfs:
                 failed[vfid] = BackendError(kpf.id, "find VF", f"VF {vfid} does not exist ({kpf.ifname} has "
                                                                f"{snap.num_vf} VFs)", vfid)
                 continue
-            if kind == "apply":
-                make_target, what, restored = (lambda cur, p=program: self.target_of(kpf, p, cur)), "apply", False
-            else:
-                original = self.originals.get(kpf.id, vfid)
-                (make_target, what), restored = self._clear_target(original), original is not None
-            before = dict(snap.vfs[vfid])
-            target = self._rtnl_part(kpf, make_target(before))
-            plan.append(_Change(vfid, kind, program, before, target, self._changed_ops(before, target),
-                                make_target, what, restored))
+            try:
+                plan.append(self._plan(kpf, staged[vfid], snap.vfs[vfid]))
+            except BackendError as exc:
+                failed[vfid] = exc
         changes = [c for c in plan if c.ops]
         recorded = self.originals.record_many(kpf.id, {c.vfid: c.before for c in changes})
         if recorded:
@@ -627,13 +675,13 @@ class KernelBackend(NicBackend):
             after = self._read(kpf, fresh=True).vfs
             for c in sent:
                 have = after.get(c.vfid) or {}
-                bad = self._mismatches(have, c.target)
+                bad = self._unmet(kpf, c, have)
                 if bad:
                     self._put_back(kpf, c.vfid, c.before, have)
                     failed[c.vfid] = self._verify_error(kpf, c.vfid, have, c.target, bad)
         for c in alone:
             try:
-                self._program(kpf, c.vfid, c.make_target, c.what)
+                self._program(kpf, c)
             except BackendError as exc:
                 failed[c.vfid] = exc
         done = [c for c in plan if c.vfid not in failed]
@@ -665,7 +713,7 @@ class KernelBackend(NicBackend):
                     after = {}
                 log.info("PF %s: a batch of %d VF changes was refused (%s); finding the VF", kpf.id, len(chunk), exc)
             # The kernel applies the list in order and stops at the refused VF: the VFs before it are done.
-            k = next((i for i, c in enumerate(chunk) if self._mismatches(after.get(c.vfid) or {}, c.target)), None)
+            k = next((i for i, c in enumerate(chunk) if self._unmet(kpf, c, after.get(c.vfid) or {})), None)
             if k is None:
                 k = len(chunk) - 1
             sent += chunk[:k]
@@ -682,7 +730,7 @@ class KernelBackend(NicBackend):
             self.startup_errors.pop((kpf.id, vfid), None)
         for vfid, exc in sorted(failed.items()):
             self.startup_errors[(kpf.id, vfid)] = str(exc)
-            log.error("PF %s VF %d: %s at start-up failed: %s", kpf.id, vfid, staged[vfid][0], exc)
+            log.error("PF %s VF %d: %s at start-up failed: %s", kpf.id, vfid, staged[vfid].kind, exc)
 
     def _commit_all(self) -> None:
         for kpf in list(self.pfs.values()):
@@ -899,10 +947,8 @@ class KernelBackend(NicBackend):
                     continue                  # the same bytes that matched this program last time
                                               # (switchdev: devlink and tc state is not in those bytes)
                 have = snap.vfs.get(vfid)
-                # The one drift check (vfd.program.compare), as status has it; in switchdev mode the
-                # rates and the mirror are devlink's and tc's (switchdev.mismatches), not rtnetlink's.
-                skip = self._unreported(kpf, have) | (SWITCHDEV_FIELDS if kpf.sw else set())
-                bad = [c for c in compare(program, self._state(kpf, have), frozenset(skip)) if c.differs] \
+                # The one drift check, as status and apply_vf have it (switchdev's part: switchdev.mismatches).
+                bad = [c for c in self._checks(kpf, program, have) if c.differs] \
                     if have is not None else [FieldCheck("present", True, False, "differs")]
                 sw_bad = self.switchdev.mismatches(kpf.id, vfid, program) if kpf.sw else []
                 if not bad and not sw_bad:
@@ -977,16 +1023,17 @@ class KernelBackend(NicBackend):
 
 @dataclass
 class _Change:
-    """One staged VF change at commit time."""
+    """One VF change: an apply (a program: the drift check says what to send and whether it took) or a
+    clear (attributes: the VF's recorded original, or neutral ones). `_plan` fills in the rest from a read."""
     vfid: int
-    kind: str                     # apply | clear
-    program: VFProgram | None
-    before: dict
-    target: dict
-    ops: list[str]
-    make_target: object
-    what: str
-    restored: bool                # a clear back to a recorded original
+    kind: str                              # apply | clear
+    program: VFProgram | None = None
+    previous: VFProgram | None = None      # the program `program` replaces (None: not known)
+    before: dict = field(default_factory=dict)
+    target: dict = field(default_factory=dict)
+    ops: list[str] = field(default_factory=list)
+    what: str = ""
+    restored: bool = False                 # a clear back to a recorded original
 
 
 def _show(attr: str, value) -> str:

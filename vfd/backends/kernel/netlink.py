@@ -75,8 +75,8 @@ _pyroute2_without_its_init()
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 __all__ = ["NetlinkError", "Rtnl", "LinkSnapshot", "VFTable", "parse_link", "setlink_message", "vf_spec",
-           "OPS", "ATTRS", "fix_vlan_info_padding", "Monitor", "ETH_P_8021Q", "ETH_P_8021AD", "errno_name",
-           "MAX_VFS_PER_MESSAGE"]
+           "OPS", "ATTRS", "FIELD_OPS", "fix_vlan_info_padding", "Monitor", "ETH_P_8021Q", "ETH_P_8021AD",
+           "errno_name", "MAX_VFS_PER_MESSAGE"]
 
 ETH_P_8021Q = 0x8100
 ETH_P_8021AD = 0x88A8
@@ -111,6 +111,19 @@ OPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("trust", ("trust",)),
 )
 ATTRS = tuple(a for _, attrs in OPS for a in attrs)
+# Which op sets each program field (vfd.program.VFProgram) a VF's IFLA_VF_INFO reports: the kernel
+# backend sends, for the fields the one drift check (vfd.program.compare) finds differing, these ops.
+# vlan_anti_spoof is spoofchk's on ixgbe (elsewhere it reads fixed true); trust is what lets the
+# guest receive unknown unicast (profiles.py, the trust mapping). A field not here (allow-list,
+# gates, mirror, C-tag strip) has no rtnetlink control: admission refuses configs that need it.
+FIELD_OPS: dict[str, str] = {
+    "mac": "mac",
+    "vlans": "vlan", "strip": "vlan", "insert": "vlan", "vlan_proto": "vlan", "pcp": "vlan",
+    "min_rate": "rate", "max_rate": "rate",
+    "mac_anti_spoof": "spoofchk", "vlan_anti_spoof": "spoofchk",
+    "link": "link_state",
+    "uucast": "trust",
+}
 
 
 def errno_name(code: int) -> str:

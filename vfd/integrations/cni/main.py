@@ -89,15 +89,15 @@ def cmd_add(env: Env, nc: NetConf, environ: dict) -> dict:
             atomic_write(path, (json.dumps(cfg, indent=1) + "\n").encode())
         except OSError as exc:
             raise CniError(IO_FAILURE, f"cannot write the VF config {path}: {exc.strerror}") from None
-        ok, lines, _ = daemon.call("add", filename=path)
+        ok, lines, data = daemon.call("add", filename=path)
         if not ok:
             for p in (path, path + ".error"):
                 try:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-            raise CniError(VFD_REFUSED, f"vfd refused {slot.device_id} (PF {slot.pf_id} VF {slot.vfid}): "
-                                        f"{'; '.join(lines)}")
+            raise nc.refusal(data) or CniError(VFD_REFUSED, f"vfd refused {slot.device_id} (PF {slot.pf_id} "
+                                                            f"VF {slot.vfid}): {'; '.join(lines)}")
         state = {"port_id": pid, "device_id": slot.device_id, "pf_id": slot.pf_id, "vfid": slot.vfid,
                  "container_id": env.container_id, "netns": env.netns, "ifname": env.ifname,
                  "netdev": slot.netdev, "tmp_name": tmp_name(pid), "vfd_config": nc.vfd_config,

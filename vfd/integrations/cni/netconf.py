@@ -3,9 +3,13 @@
 Field names and meanings are sriov-cni's (so a NetworkAttachmentDefinition carries over by
 changing `type`), plus `vfd` (any VF-config field; wins over the sriov-cni-style ones),
 `vfdConfig` (vfd's main config), and two vfd-cni extensions: `mtu` (the pod interface's MTU)
-and `cacheDir` (the per-attachment state, default /var/lib/cni/vfd). Rules about the VF config
-itself (VLAN ranges, rates, what a driver can do) are vfd's: the daemon checks them and its
-refusal is passed on, so no rule is repeated here.
+and `cacheDir` (the per-attachment state, default /var/lib/cni/vfd). Checked here: the shapes
+(a whole number, one of these words) and what is the netconf's own (vlanQoS needs vlan). Rules
+about the VF config itself (VLAN id and priority ranges, rates, what a driver can do) are vfd's:
+the daemon's VF config model and admission decide, and their refusal is passed on; one of the
+model's about a value a sriov-cni key set becomes an invalid-netconf error naming that key
+(`NetConf.refusal`). The plugin cannot ask the model itself: it runs without site-packages
+(`python -S`, no pydantic).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ _PCI = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _VFD_RESERVED = ("pciid", "vfid")
 _ONOFF = {"on": True, "off": False}
 _LINK = {"auto": "auto", "enable": "on", "disable": "off"}
+# VF config field (vf_config below) -> the netconf key and NetConf attribute its value comes from.
+FIELD_KEYS = {"vlans": ("vlan", "vlan"), "queues": ("vlanQoS", "vlan_qos"),
+              "vlan_proto": ("vlanProto", "vlan_proto"), "mac": ("mac", "mac"),
+              "mac_anti_spoof": ("spoofchk", "spoofchk"), "allow_un_ucast": ("trust", "trust"),
+              "link_status": ("link_state", "link_state"), "rate": ("max_tx_rate", "max_tx_rate"),
+              "min_rate": ("min_tx_rate", "min_tx_rate")}
 
 
 class _Record:
@@ -119,6 +129,19 @@ class NetConf(_Record):
         cfg.update(self.vfd)
         return cfg
 
+    def refusal(self, data: object) -> CniError | None:
+        """vfd's refusal of the VF config (its reply's `data`) as an invalid-netconf error naming the
+        sriov-cni key the user wrote, its value and the model's rule; None for any other refusal (an
+        admission or driver rule, a value from the `vfd` object): vfd's own words pass on as they are."""
+        if not isinstance(data, dict) or data.get("rule") != "vf_config":
+            return None
+        field = re.split(r"[.\[]", str(data.get("field", "")), maxsplit=1)[0]
+        if field not in FIELD_KEYS or field in self.vfd:
+            return None
+        key, attr = FIELD_KEYS[field]
+        return CniError(INVALID_NETCONF, f"{key} {getattr(self, attr)!r}: vfd's VF config {data.get('field')} "
+                                         f"{json.dumps(data.get('value'))} {data.get('why')} (rule vf_config)")
+
 
 def port_id(container_id: str, ifname: str) -> str:
     """vfd's port name for one attachment: readable, safe characters only, unique per (container, ifname)."""
@@ -148,12 +171,15 @@ def read_env(environ: dict) -> Env:
     return env
 
 
-def _int(raw: dict, key: str, lo: int, hi: int) -> int | None:
+def _int(raw: dict, key: str, lo: int | None = None, hi: int | None = None) -> int | None:
+    """A whole number; `lo`..`hi` only for a range that is the netconf's own (the pod's MTU): the VF
+    config's ranges are the model's (module docstring)."""
     v = raw.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise CniError(INVALID_NETCONF, f"{key} {v!r}: must be a whole number from {lo} to {hi}")
+    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and not lo <= v <= hi):
+        rng = f" from {lo} to {hi}" if lo is not None else ""
+        raise CniError(INVALID_NETCONF, f"{key} {v!r}: must be a whole number{rng}")
     return v
 
 
@@ -190,12 +216,12 @@ def parse_netconf(data: bytes | str, environ: dict | None = None) -> NetConf:
         if not isinstance(dev, str) or not _PCI.match(dev):
             raise CniError(INVALID_NETCONF, f"deviceID {dev!r}: must be a VF's PCI address such as 0000:01:10.0")
         nc.device_id = dev.lower()
-    nc.vlan = _int(raw, "vlan", 0, 4094) or 0
-    nc.vlan_qos = _int(raw, "vlanQoS", 0, 7) or 0
+    nc.vlan = _int(raw, "vlan") or 0                  # 0: no VLAN (sriov-cni's meaning)
+    nc.vlan_qos = _int(raw, "vlanQoS") or 0
     nc.vlan_proto = _choice(raw, "vlanProto", ("802.1q", "802.1ad"))
     if (nc.vlan_qos or nc.vlan_proto) and not nc.vlan:
         what = "vlanQoS" if nc.vlan_qos else "vlanProto"
-        raise CniError(INVALID_NETCONF, f"{what} needs vlan (1-4094): it applies to the VF's port VLAN")
+        raise CniError(INVALID_NETCONF, f"{what} needs vlan: it applies to the VF's port VLAN")
     rc = raw.get("runtimeConfig") or {}
     if not isinstance(rc, dict):
         raise CniError(INVALID_NETCONF, "runtimeConfig must be a JSON object")
@@ -208,8 +234,8 @@ def parse_netconf(data: bytes | str, environ: dict | None = None) -> NetConf:
         v = _choice(raw, key, ("on", "off"))
         setattr(nc, key, None if v is None else _ONOFF[v])
     nc.link_state = _choice(raw, "link_state", tuple(_LINK))
-    nc.min_tx_rate = _int(raw, "min_tx_rate", 0, 10_000_000)
-    nc.max_tx_rate = _int(raw, "max_tx_rate", 0, 10_000_000)
+    nc.min_tx_rate = _int(raw, "min_tx_rate")
+    nc.max_tx_rate = _int(raw, "max_tx_rate")
     nc.mtu = _int(raw, "mtu", 68, 65535)
     ipam = raw.get("ipam")
     if ipam is not None and ipam != {}:
