@@ -152,17 +152,17 @@ int main(void) {
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) goto down;
-    if (write_all(fd, req, (size_t)(p - req)) < 0) {
-        snprintf(msg, sizeof msg, "vfd is not answering: sending to %s failed: %s", path, strerror(errno));
-        return fail(11, msg, NULL);
-    }
-
+    /* vfd may answer before reading it all (a refusal): its reply is read even when sending failed */
+    int sent = write_all(fd, req, (size_t)(p - req)), send_errno = errno;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + REPLY_WAIT_MS;
+    long long deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + (sent < 0 ? 1000 : REPLY_WAIT_MS);
     char head[8];
     if (read_all(fd, head, 8, deadline) < 0) {
-        snprintf(msg, sizeof msg, "vfd is not answering: no reply on %s: %s", path, strerror(errno));
+        if (sent < 0)
+            snprintf(msg, sizeof msg, "vfd is not answering: sending to %s failed: %s", path, strerror(send_errno));
+        else
+            snprintf(msg, sizeof msg, "vfd is not answering: no reply on %s: %s", path, strerror(errno));
         return fail(11, msg, NULL);
     }
     uint32_t len = get32(head + 4);
