@@ -83,11 +83,12 @@ def scripts() -> list[str]:
 
 # ---- the package file ----------------------------------------------------------------------------
 def test_package_holds_scripts_unit_man_pages_completion_and_conffile(deb):
-    files = set(re.findall(r" \./(\S+)$", sh("dpkg-deb", "-c", str(deb)).stdout, re.M))
+    files = set(re.findall(r" \./(\S+)(?: -> \S+)?$", sh("dpkg-deb", "-c", str(deb)).stdout, re.M))   # links too
     for name in scripts():                       # every [project.scripts] entry, vfd-cni-inproc included
         assert f"usr/bin/{name}" in files, name
     for path in ("usr/lib/cni/vfd-cni", "lib/systemd/system/vfd.service", "usr/lib/tmpfiles.d/vfd.conf",
                  "usr/share/man/man8/vfd.8.gz", "usr/share/man/man8/iplex.8.gz", "usr/share/man/man8/vfd-cni.8.gz",
+                 "usr/share/man/man8/vfd-cni-inproc.8.gz",
                  "usr/share/bash-completion/completions/iplex", "etc/vfd/vfd.cfg",
                  "usr/lib/vfd/vfd/daemon/main.py", "usr/lib/vfd/pydantic/__init__.py",
                  "usr/lib/vfd/pyroute2/__init__.py"):
