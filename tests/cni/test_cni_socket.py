@@ -213,3 +213,43 @@ def test_sigterm_does_not_wait_for_a_hung_command(lab, tmp_path):
     out, err = p.communicate(timeout=30)
     res = json.loads(out)
     assert p.returncode == 1 and res["code"] == 11 and "vfd stopped while ADD slow/net1 was running" in res["msg"], res
+
+
+@root_only
+def test_a_command_past_the_deadline_is_answered_and_finishes_on_its_own(tmp_path, monkeypatch):
+    """The CNI server alone (a real socket and loop, a stand-in command): the front end is told to try
+    again at REQUEST_DEADLINE; the command's thread still finishes and is accounted for."""
+    import asyncio
+    import threading
+
+    from vfd.daemon import cni
+    monkeypatch.setattr(cni, "REQUEST_DEADLINE", 0.5)
+    release, finished = threading.Event(), threading.Event()
+
+    def execute(env, stdin):
+        release.wait(20)
+        finished.set()
+        return 0, b"{}\n", b""
+
+    srv = cni.CniServer(str(tmp_path / "cni.sock"), execute)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        srv.open(loop)
+        req = wire.encode_request({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "late", "CNI_IFNAME": "net1"}, b"{}")
+        t0 = time.monotonic()
+        got = await loop.run_in_executor(None, _ask, Path(srv.path), req)
+        took = time.monotonic() - t0
+        assert srv.running == 1 and not finished.is_set()
+        release.set()
+        for _ in range(200):
+            if srv.running == 0:
+                break
+            await asyncio.sleep(0.05)
+        srv.close()
+        return got, took
+
+    (rc, out), took = asyncio.run(scenario())
+    assert rc == 1 and out["code"] == 11 and "ADD late/net1 did not finish within 0.5s" in out["msg"], out
+    assert took < 5 and finished.is_set() and srv.running == 0
+    assert not os.path.exists(srv.path)
