@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plugin_needs_no_site_packages_and_imports_no_heavy_modules():
-    """The in-process plugin (vfd-cni-inproc, the bench's `python -S` row) needs no site module: it may use the standard library
-    and vfd only; none of pyroute2, pydantic, asyncio, the daemon's modules, dataclasses (inspect,
-    ast, dis, ...), pathlib, or hashlib (OpenSSL's libcrypto) is loaded at start-up."""
+    """The in-process plugin (vfd-cni-inproc, the bench's `python -S` row) needs no site module: it may
+    use the standard library and vfd only; none of pyroute2, pydantic, asyncio, the daemon's modules,
+    dataclasses (inspect, ast, dis, ...), pathlib, or hashlib (OpenSSL's libcrypto) is loaded at start-up."""
     heavy = ("pyroute2", "pydantic", "asyncio", "dataclasses", "inspect", "pathlib", "hashlib", "_hashlib",
              "argparse", "subprocess")
     code = ("import sys, vfd.integrations.cni.main; "

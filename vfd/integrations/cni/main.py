@@ -11,9 +11,10 @@ CHECK the daemon's status says in sync, and the pod's interface has the expected
 `execute(environ, stdin) -> (exit code, stdout, stderr)` is the one entry: the vfd daemon calls it in a
 worker thread per request of its CNI socket (vfd/daemon/cni.py, fed by the static front end
 tools/cni-frontend/vfd-cni.c), and `main()` (the console script vfd-cni-inproc) calls it in a plugin
-process of its own. Nothing here reads os.environ, sys.stdin or the process's network namespace:
-the request's environment is passed down, diagnostics go to the request's stderr, and a pod's
-namespace is entered by the calling thread only (rtnl.socket_in).
+process of its own. A request's inputs never come from the process (os.environ, sys.stdin) nor go to
+it: the request's environment is passed down (VFD_CNI_TIMEOUT alone is the process's setting),
+diagnostics go to the request's stderr, and a pod's namespace is entered by the calling thread
+only (rtnl.socket_in).
 """
 
 from __future__ import annotations
