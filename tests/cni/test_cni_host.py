@@ -245,3 +245,25 @@ def test_gc_undoes_attachments_the_runtime_no_longer_lists(lab):
     assert link_json(lab.vfs[0]) is not None and link_json("net1", lab.netns_names[0]) is None
     assert link_json("net1", lab.netns_names[1]) is not None
     assert lab.run("DEL", conf, container="pod-b", netns=lab.netns[1])[0] == 0
+
+
+def test_ipam_plugin_runs_in_the_hosts_network_namespace(lab, tmp_path):
+    """The pod's namespace is entered by one thread for its netlink socket only: the IPAM plugin, run
+    after the netdev moved into the pod, still starts in the host's namespace (in vfd: its thread's)."""
+    cni_bin = tmp_path / "ipambin"
+    cni_bin.mkdir()
+    seen = tmp_path / "ipam-netns"
+    (cni_bin / "where-ipam").write_text(
+        f"#!/bin/sh\nreadlink /proc/self/ns/net >> {seen}\n"
+        "echo '{\"cniVersion\": \"1.0.0\", \"ips\": [{\"address\": \"10.57.0.2/24\"}]}'\n")
+    os.chmod(cni_bin / "where-ipam", 0o755)
+    conf = lab.conf(ipam={"type": "where-ipam"})
+    rc, res, err = run_plugin("ADD", conf, "pod-a", lab.netns[0], "net1", extra_env=lab.env, plugin=lab.exe,
+                              cni_path=str(cni_bin))
+    assert rc == 0, (res, err)
+    assert seen.read_text().split() == [os.readlink("/proc/self/ns/net")]
+    assert link_json("net1", lab.netns_names[0]) is not None          # while the netdev is in the pod
+    rc, out, err = run_plugin("DEL", conf, "pod-a", lab.netns[0], "net1", extra_env=lab.env, plugin=lab.exe,
+                              cni_path=str(cni_bin))
+    assert rc == 0, (out, err)
+    assert seen.read_text().split() == [os.readlink("/proc/self/ns/net")] * 2
