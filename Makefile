@@ -7,12 +7,21 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test unit system-deps bench schema deb clean
 
-install: $(STAMP)
+install: $(STAMP) $(VENV)/bin/vfd-cni
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,openstack]' --config-settings editable_mode=compat
 	touch $(STAMP)
+
+# The CNI plugin binary: a static C front end that hands each command to the daemon's CNI socket
+# (docs/kubernetes.md). Static glibc comes with libc6-dev (tools/packaging/setup.sh installs it).
+CC ?= cc
+CNI_FRONTEND_CFLAGS := -static -Os -s -Wall -Wextra -Werror
+$(VENV)/bin/vfd-cni: tools/cni-frontend/vfd-cni.c $(STAMP)
+	@[ -e "$$($(CC) -print-file-name=libc.a)" ] && [ "$$($(CC) -print-file-name=libc.a)" != libc.a ] \
+	  || { echo "make: no static libc for vfd-cni: apt-get install libc6-dev (make system-deps)" >&2; exit 1; }
+	$(CC) $(CNI_FRONTEND_CFLAGS) -o $@.new $< && mv $@.new $@
 
 demo: install
 	$(VENV)/bin/python tools/demo.py

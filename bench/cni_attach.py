@@ -5,17 +5,19 @@ and runs this script inside it with --in-guest. Inside, on the same VF and the s
 namespace, each CNI plugin is run as a runtime runs it (a fresh process, CNI_* environment, netconf
 on stdin), no IPAM:
 
-  host-device   moves the VF netdev into the pod and back (nothing else: no VF policy)
-  vfd-cni       the same netdev move, plus vfd admitting and programming the VF (VLAN, MAC) over
-                the FIFO on ADD and restoring it on DEL; process start-up (Python) included, run as
-                the DaemonSet's shim runs it (`python -S -P`); also timed through the venv's console script
-  floor         two `python -S -P -c pass` processes: what any Python plugin pays before doing anything
+  host-device    moves the VF netdev into the pod and back (nothing else: no VF policy)
+  vfd-cni        the deployed plugin: the static front end (.venv/bin/vfd-cni, `make install`) hands
+                 each command to the daemon's CNI socket; vfd executes it (admits and programs the
+                 VF -- VLAN, MAC -- on ADD and restores it on DEL, plus the same netdev move)
+  vfd-cni-inproc the same commands in a Python plugin process of their own, started as the old
+                 DaemonSet shim started it (`python -S -P`): the design before the CNI socket
+  floor          two `python -S -P -c pass` processes: what any Python plugin pays before doing anything
 
 Goal (issue 12): vfd-cni within 2x of host-device. Everything runs under software emulation (TCG),
 which inflates process start-up the most: compare the ratio, not absolute times.
 
     python3 bench/cni_attach.py [-n 5]       # host: boots the guest
-    python3 bench/cni_attach.py --profile    # one ADD and one DEL profiled (imports, cProfile, IPAM, tuning)
+    python3 bench/cni_attach.py --profile    # one in-process ADD and DEL profiled (imports, cProfile, IPAM, tuning)
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-# vfd-cni as the DaemonSet's shim runs it (deploy/kubernetes/install-cni.sh): `python -S -P` (no site
-# module, no cwd on sys.path) with vfd's directory appended after the standard library's, so each
-# stdlib import looks in one directory less; the venv's console script (.venv/bin/vfd-cni) runs site.
+# The in-process plugin as the DaemonSet's shim ran it before the CNI socket: `python -S -P` (no site
+# module, no cwd on sys.path) with vfd's directory appended after the standard library's.
+FRONTEND = str(ROOT / ".venv" / "bin" / "vfd-cni")
 LEAN = [sys.executable, "-S", "-P", "-c", f"import sys; sys.path.append({str(ROOT)!r}); "
         "from vfd.integrations.cni.main import main; sys.exit(main())"]
 
@@ -42,7 +44,6 @@ LEAN = [sys.executable, "-S", "-P", "-c", f"import sys; sys.path.append({str(ROO
 def in_guest(n: int) -> int:
     import tempfile
 
-    from tests.cni.cnilab import run_plugin
     from tests.cni.guest.igblab import sh, start_lab, vf_netdev, vf_pci
 
     root = Path(tempfile.mkdtemp(prefix="cnibench-"))
@@ -55,9 +56,10 @@ def in_guest(n: int) -> int:
         vfd_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "vfd-cni", "deviceID": dev, "vlan": 100,
                     "mac": "02:be:00:00:00:01", "vfdConfig": str(d.conf), "cacheDir": str(root / "cache")}
         hd_conf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": host_name}
+        sock = {"VFD_CNI_SOCKET": str(d.cni_socket)}
         plugins = (("host-device", hd_conf, ["/usr/lib/cni/host-device"]),
-                   ("vfd-cni", vfd_conf, LEAN),
-                   ("vfd-cni-venv", vfd_conf, None),
+                   ("vfd-cni", vfd_conf, [FRONTEND]),
+                   ("vfd-cni-inproc", vfd_conf, LEAN),
                    ("python-floor", None, [sys.executable, "-S", "-P", "-c", "pass"]))
         times: dict[str, list[float]] = {label: [] for label, _, _ in plugins}
         for i in range(n + 1):                        # the first round warms caches and is dropped
@@ -66,10 +68,8 @@ def in_guest(n: int) -> int:
                 for cmd in ("ADD", "DEL"):
                     if conf is None:              # the floor: an interpreter that starts and exits
                         rc, out, err = subprocess.run(plugin, capture_output=True).returncode, "", ""
-                    elif plugin:
-                        rc, out, err = _run(plugin, cmd, conf, f"c{i}", ns)
                     else:
-                        rc, out, err = run_plugin(cmd, conf, f"c{i}", ns, "net1")
+                        rc, out, err = _run(plugin, cmd, conf, f"c{i}", ns, sock)
                     if rc != 0:
                         raise SystemExit(f"{label} {cmd} failed: {out} {err}")
                 took = time.perf_counter() - t0
@@ -77,14 +77,14 @@ def in_guest(n: int) -> int:
                     raise SystemExit(f"{label}: the VF netdev did not come back as {host_name}")
                 if i:
                     times[label].append(took)
-        hd, vc, vv = (statistics.median(times[k]) for k in ("host-device", "vfd-cni", "vfd-cni-venv"))
+        hd, vc, vi, fl = (statistics.median(times[k]) for k in ("host-device", "vfd-cni", "vfd-cni-inproc",
+                                                                 "python-floor"))
         print(f"ADD+DEL of one igb VF, median of {n} (software-emulated guest):")
-        print(f"  host-device (netdev move only)                {hd * 1000:8.0f} ms")
-        print(f"  vfd-cni (policy by vfd + netdev move)         {vc * 1000:8.0f} ms   {vc / hd:.1f}x host-device"
+        print(f"  host-device (netdev move only)                  {hd * 1000:8.0f} ms")
+        print(f"  vfd-cni: static front end + vfd (deployed)      {vc * 1000:8.0f} ms   {vc / hd:.1f}x host-device"
               f"   (goal: within 2x)")
-        print(f"    same, through the venv's console script     {vv * 1000:8.0f} ms   {vv / hd:.1f}x   (site module run)")
-        fl = statistics.median(times["python-floor"])
-        print(f"  floor: two `python -S -P -c pass` processes   {fl * 1000:8.0f} ms   {fl / hd:.1f}x   (no work at all)")
+        print(f"  vfd-cni-inproc: a Python plugin process each    {vi * 1000:8.0f} ms   {vi / hd:.1f}x   (before)")
+        print(f"  floor: two `python -S -P -c pass` processes     {fl * 1000:8.0f} ms   {fl / hd:.1f}x   (no work at all)")
     finally:
         d.stop()
         sh("ip", "netns", "del", "benchpod", check=False)

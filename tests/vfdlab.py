@@ -38,10 +38,11 @@ class VfdProcess:
         self.live_dir = self.root / "config_live"
         self.sim_dir = self.root / "sim"
         self.fifo = self.root / "run" / "request"
+        self.cni_socket = self.root / "run" / "cni.sock"     # never the default /run/vfd/cni.sock: tests run side by side
         self.conf = self.root / "vfd.cfg"
         self.log = self.root / "vfd.stderr"
         self.main = {"log_dir": "stderr", "log_level": 2, "config_dir": str(self.config_dir),
-                     "fifo": str(self.fifo), "sim_state_dir": str(self.sim_dir),
+                     "fifo": str(self.fifo), "cni_socket": str(self.cni_socket), "sim_state_dir": str(self.sim_dir),
                      "pid_fname": str(self.root / "vfd.pid"),
                      "pciids": pfs or [sim_pf("0000:07:00.0", 8)]}
         self.main.update(main_extra)

@@ -36,7 +36,8 @@ def main() -> int:
     conf = tmp / "vfd.cfg"
     main_cfg = json.loads((ROOT / "examples" / "vfd.cfg").read_text())
     main_cfg.update(log_dir="stderr", log_level=0, config_dir=str(tmp / "config"), fifo=str(tmp / "run" / "request"),
-                    sim_state_dir=str(tmp / "sim"), pid_fname=str(tmp / "vfd.pid"))
+                    sim_state_dir=str(tmp / "sim"), pid_fname=str(tmp / "vfd.pid"),
+                    cni_socket=False)      # the demo runs no CNI commands; /run/vfd/cni.sock is a real vfd's
     conf.write_text(json.dumps(main_cfg, indent=2))
     (tmp / "config").mkdir()
     say(f"starting vfd in the foreground with two sim PFs (work dir {tmp})")

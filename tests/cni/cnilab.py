@@ -1,5 +1,9 @@
 """Helpers to run vfd-cni exactly as a container runtime does: CNI_* environment, netconf on stdin, a
-fresh process per call; and a fake sysfs tree that makes a veth pair look like a VF (host tests)."""
+fresh process per call; and a fake sysfs tree that makes a veth pair look like a VF (host tests).
+
+PLUGIN is the deployed plugin: the static front end (`make install` builds .venv/bin/vfd-cni), which
+hands the command to a daemon's CNI socket ($VFD_CNI_SOCKET); INPROC runs the same commands in a
+Python process of its own (console script vfd-cni-inproc)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 PLUGIN = str(BIN / "vfd-cni")
+INPROC = str(BIN / "vfd-cni-inproc")
 CNI_DIR = "/usr/lib/cni"           # Debian's containernetworking-plugins
 
 

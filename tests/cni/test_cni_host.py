@@ -1,6 +1,10 @@
 """vfd-cni run as a runtime runs it, against a real daemon (sim PF), real network namespaces, a veth
 standing in for the VF netdev (a fake sysfs tree maps its PCI address), and Debian's host-local IPAM.
 
+Every test runs twice: `frontend`, the deployed path (the static front end .venv/bin/vfd-cni handing
+the command to the daemon's CNI socket, where it executes), and `inproc`, the same commands in a
+plugin process of its own (vfd-cni-inproc). tests/cni/test_cni_socket.py tests the socket itself.
+
 The igb guest tests (tests/cni/test_cni_igb.py) repeat the flow on real VFs with real frames.
 """
 
@@ -13,8 +17,8 @@ import threading
 
 import pytest
 
-from tests.cni.cnilab import (CNI_DIR, fake_vf_sysfs, link_json, netns_add, netns_del, run_plugin,
-                              validate_result)
+from tests.cni.cnilab import (CNI_DIR, INPROC, PLUGIN, fake_vf_sysfs, link_json, netns_add, netns_del,
+                              run_plugin, validate_result)
 from tests.vfdlab import VfdProcess, sim_pf
 
 pytestmark = [
@@ -29,8 +33,9 @@ PF = "0000:07:00.0"
 _SEQ = itertools.count()
 
 
-@pytest.fixture
-def lab(tmp_path):
+@pytest.fixture(params=["frontend", "inproc"])
+def lab(tmp_path, request):
+    plugin = request.param
     # names unique per test: a deleted netns frees its veths asynchronously
     tag = f"{os.getpid() % 10000}{next(_SEQ)}"
     vf_a, vf_b = f"cvfa{tag}", f"cvfb{tag}"
@@ -47,8 +52,9 @@ def lab(tmp_path):
         vfs = (vf_a, vf_b)
         netns = paths
         netns_names = ns
-        env = {"VFD_CNI_SYSFS": str(tmp_path / "sys")}
+        env = {"VFD_CNI_SYSFS": str(tmp_path / "sys"), "VFD_CNI_SOCKET": str(d.cni_socket)}
         cache = str(tmp_path / "cache")
+        exe = PLUGIN if plugin == "frontend" else INPROC
 
         def conf(self, version="1.0.0", **kw):
             c = {"cniVersion": version, "name": "vlan100", "type": "vfd-cni", "deviceID": "0000:07:10.6",
@@ -60,7 +66,7 @@ def lab(tmp_path):
 
         def run(self, cmd, conf, container="pod-a", netns=None, ifname="net1"):
             return run_plugin(cmd, conf, container, self.netns[0] if netns is None else netns, ifname,
-                              extra_env=self.env)
+                              extra_env=self.env, plugin=self.exe)
 
     yield Lab()
     d.stop()
@@ -250,3 +256,25 @@ def test_gc_undoes_attachments_the_runtime_no_longer_lists(lab):
     assert link_json(lab.vfs[0]) is not None and link_json("net1", lab.netns_names[0]) is None
     assert link_json("net1", lab.netns_names[1]) is not None
     assert lab.run("DEL", conf, container="pod-b", netns=lab.netns[1])[0] == 0
+
+
+def test_ipam_plugin_runs_in_the_hosts_network_namespace(lab, tmp_path):
+    """The pod's namespace is entered by one thread for its netlink socket only: the IPAM plugin, run
+    after the netdev moved into the pod, still starts in the host's namespace (in vfd: its thread's)."""
+    cni_bin = tmp_path / "ipambin"
+    cni_bin.mkdir()
+    seen = tmp_path / "ipam-netns"
+    (cni_bin / "where-ipam").write_text(
+        f"#!/bin/sh\nreadlink /proc/self/ns/net >> {seen}\n"
+        "echo '{\"cniVersion\": \"1.0.0\", \"ips\": [{\"address\": \"10.57.0.2/24\"}]}'\n")
+    os.chmod(cni_bin / "where-ipam", 0o755)
+    conf = lab.conf(ipam={"type": "where-ipam"})
+    rc, res, err = run_plugin("ADD", conf, "pod-a", lab.netns[0], "net1", extra_env=lab.env, plugin=lab.exe,
+                              cni_path=str(cni_bin))
+    assert rc == 0, (res, err)
+    assert seen.read_text().split() == [os.readlink("/proc/self/ns/net")]
+    assert link_json("net1", lab.netns_names[0]) is not None          # while the netdev is in the pod
+    rc, out, err = run_plugin("DEL", conf, "pod-a", lab.netns[0], "net1", extra_env=lab.env, plugin=lab.exe,
+                              cni_path=str(cni_bin))
+    assert rc == 0, (out, err)
+    assert seen.read_text().split() == [os.readlink("/proc/self/ns/net")] * 2

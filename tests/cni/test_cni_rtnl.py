@@ -1,7 +1,9 @@
-"""vfd-cni's start-up weight and its in-process entry into a pod's network namespace (vfd.integrations.cni.rtnl).
+"""The in-process plugin's start-up weight and the per-thread entry into a pod's network namespace
+(vfd.integrations.cni.rtnl).
 
-The plugin is one fresh process per CNI command: what it imports and whether it forks a helper to reach
-the pod are its cost (docs/performance.md, "vfd-cni vs host-device").
+vfd-cni-inproc is one fresh process per CNI command: what it imports and whether it forks a helper to
+reach the pod are its cost (docs/performance.md, "vfd-cni vs host-device"). In the daemon, the same
+entry must move only the calling thread (the daemon's other threads stay in the host's namespace).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plugin_needs_no_site_packages_and_imports_no_heavy_modules():
-    """The DaemonSet's shim runs `python -S` (no site module): the plugin may use the standard library
-    and vfd only; none of pyroute2, pydantic, asyncio, the daemon's modules, dataclasses (inspect,
-    ast, dis, ...), pathlib, or hashlib (OpenSSL's libcrypto) is loaded at start-up."""
+    """The in-process plugin (vfd-cni-inproc, the bench's `python -S` row) needs no site module: it may
+    use the standard library and vfd only; none of pyroute2, pydantic, asyncio, the daemon's modules,
+    dataclasses (inspect, ast, dis, ...), pathlib, or hashlib (OpenSSL's libcrypto) is loaded at start-up."""
     heavy = ("pyroute2", "pydantic", "asyncio", "dataclasses", "inspect", "pathlib", "hashlib", "_hashlib",
              "argparse", "subprocess")
     code = ("import sys, vfd.integrations.cni.main; "

@@ -70,6 +70,24 @@ def test_daemonset_has_what_vfd_needs():
     assert "install-cni.sh /opt/vfd-image/install-cni.sh" in (ROOT / "Containerfile").read_text()
 
 
+def test_daemonset_can_execute_cni_commands_as_the_node_would():
+    """vfd executes the commands vfd-cni hands it (docs/kubernetes.md): the paths a runtime passes must
+    mean the same inside the container as on the node."""
+    from vfd.model.mainconfig import DEFAULT_CNI_SOCKET
+    spec = next(d for _, d in docs() if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    assert spec["hostPID"] is True                          # CNI_NETNS=/proc/<pid>/ns/net
+    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+    for path in ("/var/run/netns", "/opt/cni/bin", "/etc/cni/net.d", "/var/lib/cni", "/etc/vfd", "/var/lib/vfd",
+                 str(Path(DEFAULT_CNI_SOCKET).parent)):
+        assert path in mounts and host[mounts[path]["name"]] == path, path
+    assert mounts["/var/run/netns"]["mountPropagation"] == "HostToContainer"   # netns made after vfd started
+    assert "vfd-runtime" not in host and "/opt/vfd" not in host.values()       # no Python runtime on the node
+    script = (DEPLOY / "install-cni.sh").read_text()
+    assert "/opt/vfd-image/vfd-cni" in script and "python" not in script.lower()
+    assert "COPY --from=cni-frontend /vfd-cni /opt/vfd-image/vfd-cni" in (ROOT / "Containerfile").read_text()
+
+
 def test_configmap_holds_a_valid_vfd_config():
     from vfd.model.mainconfig import parse_main_config
     cm = next(d for _, d in docs() if d["kind"] == "ConfigMap")
@@ -87,3 +105,18 @@ def test_network_attachment_definition_and_its_netconf():
     nc = parse_netconf(json.dumps({**plugins[0], "name": conf["name"], "cniVersion": conf["cniVersion"],
                                    "deviceID": "0000:3b:02.0"}), environ={})
     assert nc.vlan == 100 and nc.ipam["type"] == "host-local"
+
+
+def test_install_cni_puts_the_static_binary_and_the_config_on_the_node(tmp_path):
+    """The init container's script, run against stand-ins for the node's directories."""
+    import os
+    import subprocess
+    import sys
+    plugin = Path(sys.executable).parent / "vfd-cni"
+    env = {"PATH": "/usr/bin:/bin", "SRC": str(plugin), "CNI_BIN_DIR": str(tmp_path / "opt-cni-bin"),
+           "HOST_ETC": str(tmp_path / "etc-vfd")}
+    r = subprocess.run(["sh", str(DEPLOY / "install-cni.sh")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    installed = tmp_path / "opt-cni-bin" / "vfd-cni"
+    assert installed.read_bytes() == plugin.read_bytes() and os.access(installed, os.X_OK)
+    assert sorted(os.listdir(tmp_path / "opt-cni-bin")) == ["vfd-cni"]

@@ -83,11 +83,12 @@ def scripts() -> list[str]:
 
 # ---- the package file ----------------------------------------------------------------------------
 def test_package_holds_scripts_unit_man_pages_completion_and_conffile(deb):
-    files = set(re.findall(r" \./(\S+)$", sh("dpkg-deb", "-c", str(deb)).stdout, re.M))
-    for name in scripts():                       # every [project.scripts] entry, vfd-cni included
+    files = set(re.findall(r" \./(\S+)(?: -> \S+)?$", sh("dpkg-deb", "-c", str(deb)).stdout, re.M))   # links too
+    for name in scripts():                       # every [project.scripts] entry, vfd-cni-inproc included
         assert f"usr/bin/{name}" in files, name
-    for path in ("lib/systemd/system/vfd.service", "usr/lib/tmpfiles.d/vfd.conf",
+    for path in ("usr/lib/cni/vfd-cni", "lib/systemd/system/vfd.service", "usr/lib/tmpfiles.d/vfd.conf",
                  "usr/share/man/man8/vfd.8.gz", "usr/share/man/man8/iplex.8.gz", "usr/share/man/man8/vfd-cni.8.gz",
+                 "usr/share/man/man8/vfd-cni-inproc.8.gz",
                  "usr/share/bash-completion/completions/iplex", "etc/vfd/vfd.cfg",
                  "usr/lib/vfd/vfd/daemon/main.py", "usr/lib/vfd/pydantic/__init__.py",
                  "usr/lib/vfd/pyroute2/__init__.py"):
@@ -149,8 +150,27 @@ def test_installed_daemon_serves_installed_iplex(install, tmp_path, monkeypatch)
         assert d.stop() == 0
 
 
+def test_installed_cni_front_end_is_static_and_reaches_the_installed_daemon(install, tmp_path, monkeypatch):
+    """/usr/lib/cni/vfd-cni: static, a CNI error with code 11 when no daemon listens, and the installed
+    daemon's answer through its CNI socket when one does."""
+    import json
+    plugin = "/usr/lib/cni/vfd-cni"
+    assert "statically linked" in sh("file", "-L", plugin).stdout
+    env = {**CLEAN_ENV, "CNI_COMMAND": "VERSION", "VFD_CNI_SOCKET": str(tmp_path / "none.sock")}
+    out = subprocess.run([plugin], input='{"cniVersion": "1.0.0"}', capture_output=True, text=True, env=env)
+    assert out.returncode == 1 and json.loads(out.stdout)["code"] == 11, out.stdout
+    monkeypatch.setattr(vfdlab, "BIN", Path("/usr/bin"))
+    d = VfdProcess(tmp_path / "vfd", [sim_pf("0000:07:00.0", 4)]).start()
+    try:
+        env["VFD_CNI_SOCKET"] = str(d.cni_socket)
+        out = subprocess.run([plugin], input='{"cniVersion": "1.0.0"}', capture_output=True, text=True, env=env)
+        assert out.returncode == 0 and "1.1.0" in json.loads(out.stdout)["supportedVersions"], out
+    finally:
+        assert d.stop() == 0
+
+
 def test_purge_removes_everything_the_package_made(install):
     purge()
-    for path in ("/usr/bin/vfd", "/usr/bin/iplex", "/usr/lib/vfd", "/etc/vfd", "/lib/systemd/system/vfd.service",
+    for path in ("/usr/bin/vfd", "/usr/bin/iplex", "/usr/lib/cni/vfd-cni", "/usr/lib/vfd", "/etc/vfd", "/lib/systemd/system/vfd.service",
                  "/var/lib/vfd", "/run/vfd", "/usr/lib/tmpfiles.d/vfd.conf"):
         assert not os.path.lexists(path), path

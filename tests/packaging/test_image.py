@@ -5,11 +5,9 @@ directories standing for the node's host paths:
 - the init container (its command, env and mounts read from the manifest) installs vfd-cni and the
   ConfigMap's vfd.cfg; the installed /opt/cni/bin/vfd-cni then runs on this host, outside any
   container (the node's /opt replaced by the temporary one in a private mount namespace), and must
-  answer CNI_COMMAND=VERSION with a spec-valid result. Two answers are accepted, so this holds before
-  and after the static C front end (branch cnid) replaces the Python plugin runtime on the node:
-  the VERSION result (the Python plugin answers it itself), or a CNI error with code 11 ("try again
-  later") when no daemon socket is reachable (the front end hands every command to the daemon;
-  VFD_CNI_SOCKET points it at a path where none listens);
+  be the static front end: with a vfd daemon on its socket (VFD_CNI_SOCKET) the daemon answers
+  CNI_COMMAND=VERSION with a spec-valid result; with none, the front end itself prints the spec's
+  code-11 "try again later" error naming the socket;
 - the daemon container's command with `--check` on the vfd.cfg the init container installed.
 
 Root only; needs buildah and debootstrap (tools/packaging/setup.sh, which `make test` runs), a Debian
@@ -156,23 +154,34 @@ def test_init_container_installs_a_vfd_cni_that_runs_on_the_host(image, tmp_path
     assert not [p.name for p in cni_bin.iterdir() if p.name.startswith(".")], "temporary files left"
     assert (node.hostpath("/etc/vfd") / "vfd.cfg").read_text() == (node.configmap / "vfd.cfg").read_text()
 
+    from tests.cni.test_cni_socket import _program_header_types
+    assert not {2, 3} & _program_header_types(str(plugin)), "vfd-cni must be static (no PT_DYNAMIC/PT_INTERP)"
+
     # On the host, as the runtime runs it: /opt is the node's (the temporary one), in a private
     # mount namespace so this machine's /opt is untouched.
-    env = {"PATH": SYS_PATH, "CNI_COMMAND": "VERSION", "VFD_CNI_SOCKET": str(tmp_path / "no-daemon.sock")}
-    out = sh("unshare", "--mount", "--propagation", "private", "sh", "-c",
-             'mount --bind "$0" /opt && exec /opt/cni/bin/vfd-cni', str(node.host / "opt"),
-             input='{"cniVersion": "1.0.0"}', env=env, check=False)
+    def run_plugin(sock: Path) -> tuple[int, dict]:
+        env = {"PATH": SYS_PATH, "CNI_COMMAND": "VERSION", "VFD_CNI_SOCKET": str(sock)}
+        out = sh("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 'mount --bind "$0" /opt && exec /opt/cni/bin/vfd-cni', str(node.host / "opt"),
+                 input='{"cniVersion": "1.0.0"}', env=env, check=False)
+        try:
+            return out.returncode, json.loads(out.stdout)
+        except ValueError:
+            raise AssertionError(f"vfd-cni VERSION: not JSON (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+    rc, answer = run_plugin(tmp_path / "no-daemon.sock")
+    assert rc != 0 and answer["code"] == 11 and "no-daemon.sock" in answer["msg"], answer
+    assert answer["cniVersion"] == "1.0.0", answer
+
+    from tests.vfdlab import VfdProcess
+    d = VfdProcess(tmp_path / "vfd").start()
     try:
-        answer = json.loads(out.stdout)
-    except ValueError:
-        raise AssertionError(f"vfd-cni VERSION: not JSON (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
-    if out.returncode == 0:           # the plugin answered VERSION itself
-        assert answer["cniVersion"] == "1.0.0", answer
-        assert "1.0.0" in answer["supportedVersions"], answer
-        assert all(SEMVER.match(v) for v in answer["supportedVersions"]), answer
-    else:                             # a front end that found no daemon: try again later
-        assert answer["code"] == 11 and isinstance(answer["msg"], str) and answer["msg"], answer
-        assert SEMVER.match(answer["cniVersion"]), answer
+        rc, answer = run_plugin(d.cni_socket)
+    finally:
+        d.stop()
+    assert rc == 0, answer
+    assert answer["cniVersion"] == "1.0.0" and "1.0.0" in answer["supportedVersions"], answer
+    assert all(SEMVER.match(v) for v in answer["supportedVersions"]), answer
 
 
 def test_daemon_container_checks_the_installed_config(image, tmp_path):

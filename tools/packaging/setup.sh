@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PKGS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-pip
-      dpkg-dev fakeroot binutils pandoc lintian bash-completion systemd buildah debootstrap)
+      dpkg-dev fakeroot binutils pandoc lintian bash-completion systemd buildah debootstrap gcc libc6-dev)
 APT=(apt-get -o DPkg::Lock::Timeout=600)
 export DEBIAN_FRONTEND=noninteractive
 

@@ -18,6 +18,7 @@ from vfd import __version__
 from vfd.backends import create_backend
 from vfd.daemon import events
 from vfd.daemon.callbacks import Batch, Callback, run_callbacks
+from vfd.daemon.cni import CniServer
 from vfd.daemon.logsetup import level_for, setup_logging
 from vfd.daemon.paths import check_paths
 from vfd.daemon.manager import VFManager
@@ -126,6 +127,7 @@ class Daemon:
             from vfd.daemon.metrics import Metrics
             self.metrics = Metrics(self.manager)
         self.watch: WatchHub | None = None
+        self.cni: CniServer | None = None
 
     # ---- requests ---------------------------------------------------------------------------
     def handle(self, action: str, params: dict, requester_uid: int | None = 0) -> tuple[bool, list[str], dict | None]:
@@ -246,6 +248,12 @@ class Daemon:
         self.server = RequestServer(self.main.fifo, self.handle, self.main.fifo_group,
                                     socket_path=self.main.socket_path)
         self.server.prepare()      # the run directory and the FIFO are checked before any NIC is touched
+        path = self.main.cni_socket_path
+        if path and self.main.cni_socket is None and os.geteuid() != 0:
+            log.info("no CNI socket: vfd is not root (CNI commands need root); set cni_socket to have one")
+        elif path:
+            self.cni = CniServer(path)
+            self.cni.bind()
         if self.metrics is not None:
             self.metrics.serve(self.main.metrics_listen)
         self.manager.open_pfs()
@@ -259,6 +267,8 @@ class Daemon:
                                         socket_path=self.main.socket_path)
         self.server.open(self.loop)
         self.watch = self.server.watch_hub = WatchHub(self.loop)
+        if self.cni is not None:
+            self.cni.open(self.loop)
         if self.metrics is not None:
             self.metrics.attach(self.loop)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -277,6 +287,8 @@ class Daemon:
         await self.stopping.wait()
         sd_notify("STOPPING=1")
         log.warning("vfd stopping")
+        if self.cni is not None:
+            await self.cni.drain()     # running CNI commands still need this loop for their requests
         return 0
 
     def run_callbacks(self, which: str, wait: bool = False) -> None:
@@ -339,6 +351,8 @@ class Daemon:
                 self.watch.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if self.cni is not None:
+                self.cni.close()
             if self.server:
                 self.server.close()
             self.manager.close()
@@ -380,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             daemon.manager.close()      # PFs opened before the failure are released (DPDK: EAL cleaned up)
             if daemon.metrics is not None:
                 daemon.metrics.close()
+            if daemon.cni is not None:
+                daemon.cni.close()
         return 1
     try:
         return asyncio.run(daemon.run())

@@ -19,6 +19,10 @@ MAX_MTU = 9420  # the original's cap (82599 with loopback misbehaves above ~9.5K
 # Intervals in seconds: finite, and bounded so that neither a busy loop (1e-300) nor a timer that
 # never fires (1e309 is infinity in JSON) can be configured.
 RECONCILE_MIN, RECONCILE_MAX = 0.5, 86400.0
+# vfd's CNI socket when the main config does not name one (`cni_socket`, docs/kubernetes.md): a fixed
+# path, because the static front end vfd-cni must find it without reading any config; the same
+# string is compiled into tools/cni-frontend/vfd-cni.c (a test checks they agree).
+DEFAULT_CNI_SOCKET = "/run/vfd/cni.sock"
 CALLBACK_TIMEOUT_MIN, CALLBACK_TIMEOUT_MAX = 1.0, 3600.0
 BACKENDS = ("sim", "kernel", "dpdk")
 SIM_DRIVERS = ("ixgbe", "i40e", "bnxt", "mlx5")
@@ -154,6 +158,9 @@ class MainConfig(StrictModel):
     # Unix stream socket beside the FIFO, where the kernel tells vfd who asks (SO_PEERCRED); in the
     # FIFO's directory; null = `<fifo>.sock`, false = none (docs/operations.md, Security).
     socket: str | Literal[False] | None = None
+    # Unix stream socket where vfd executes CNI commands for the vfd-cni front end (root only);
+    # null = DEFAULT_CNI_SOCKET when vfd runs as root (none otherwise), false = none (docs/kubernetes.md).
+    cni_socket: str | Literal[False] | None = None
     pid_fname: str = "/var/run/vfd.pid"
     stats_path: str = "/var/lib/vfd/stats"
     cpu_mask: Annotated[str, BeforeValidator(_cpu_mask)] = "0x04"
@@ -179,6 +186,8 @@ class MainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _checks(self) -> "MainConfig":
+        if isinstance(self.cni_socket, str) and (not self.cni_socket.startswith("/") or "\0" in self.cni_socket):
+            raise ValueError(f"cni_socket {self.cni_socket!r} must be an absolute path (or false: no CNI socket)")
         ids = [pf.id for pf in self.pciids]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -211,6 +220,10 @@ class MainConfig(StrictModel):
     @property
     def socket_path(self) -> str | None:
         return None if self.socket is False else (self.socket or self.fifo + ".sock")
+
+    @property
+    def cni_socket_path(self) -> str | None:
+        return None if self.cni_socket is False else (self.cni_socket or DEFAULT_CNI_SOCKET)
 
     @property
     def live_dir(self) -> str:

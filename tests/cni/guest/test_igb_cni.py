@@ -1,5 +1,6 @@
 """vfd-cni on real VF netdevs (QEMU's igb + Linux igb/igbvf), run as a runtime runs it, with Debian's
-host-local IPAM and the tuning plugin chained after it. Pods are network namespaces."""
+host-local IPAM and the tuning plugin chained after it. Pods are network namespaces. The plugin is
+the deployed one: the static front end handing each command to the daemon's CNI socket."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 
 import pytest
 
-from tests.cni.cnilab import run_plugin, validate_result
+from tests.cni.cnilab import INPROC, PLUGIN, run_plugin, validate_result
 from tests.cni.guest.igblab import sh, start_lab, vf_info, vf_netdev, vf_pci, wait_for
 from vfd.integrations.cni.netconf import port_id
 
@@ -46,10 +47,11 @@ def lab(tmp_path_factory):
             return c
 
         def add(self, pod, conf, dev, ifname="net1"):
-            return run_plugin("ADD", {**conf, "deviceID": dev}, pod, f"/var/run/netns/{pod}", ifname)
+            return self.run("ADD", pod, conf, dev, ifname)
 
-        def run(self, cmd, pod, conf, dev, ifname="net1"):
-            return run_plugin(cmd, {**conf, "deviceID": dev}, pod, f"/var/run/netns/{pod}", ifname)
+        def run(self, cmd, pod, conf, dev, ifname="net1", plugin=PLUGIN):
+            return run_plugin(cmd, {**conf, "deviceID": dev}, pod, f"/var/run/netns/{pod}", ifname,
+                              extra_env={"VFD_CNI_SOCKET": str(d.cni_socket)}, plugin=plugin)
 
     yield Lab()
     d.stop()
@@ -109,8 +111,8 @@ def test_vlan100_pods_reach_each_other_and_vlan200_does_not(lab):
     assert not _ping("podA", c_ip)          # podC is on VLAN 200, same subnet: only the VLAN separates them
 
 
-def _check(lab, pod="podA", pf=0, vf=0, vlan=100, mac="02:56:00:00:0a:01"):
-    return lab.run("CHECK", pod, lab.conf(vlan, mac, prevResult=RESULTS[pod]), lab.vf[(pf, vf)])
+def _check(lab, pod="podA", pf=0, vf=0, vlan=100, mac="02:56:00:00:0a:01", plugin=PLUGIN):
+    return lab.run("CHECK", pod, lab.conf(vlan, mac, prevResult=RESULTS[pod]), lab.vf[(pf, vf)], plugin=plugin)
 
 
 def _in_sync(lab, pod="podA") -> bool:
@@ -153,11 +155,14 @@ def test_check_passes_then_fails_after_a_hand_change_until_vfd_repairs(lab):
     # vfd repairs a hand change as soon as it reads the netlink event. To see the drift, the daemon
     # is stopped (SIGSTOP) while the VF is changed and until CHECK's status request is in its FIFO;
     # resumed, it answers the request before its event-driven check runs (deferred on its loop).
+    # That needs the status request itself queued before the resume: so this CHECK runs in a process of
+    # its own (vfd-cni-inproc); through the front end, the status request would come from a thread
+    # that vfd starts only after it resumed, racing the repair.
     lab.vfd.proc.send_signal(signal.SIGSTOP)
     try:
         sh("ip", "link", "set", pf_nd, "vf", "0", "vlan", "301")
         box = {}
-        t = threading.Thread(target=lambda: box.update(r=_check(lab)))
+        t = threading.Thread(target=lambda: box.update(r=_check(lab, plugin=INPROC)))
         t.start()
         sock = str(lab.vfd.fifo) + ".sock"      # the plugin asks over vfd's socket when there is one
         wait_for(lambda: _pending(str(lab.vfd.fifo)) > 0 or _queued_connections(sock) > 0,

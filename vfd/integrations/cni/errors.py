@@ -20,6 +20,9 @@ VF_NOT_MANAGED = 101     # deviceID is not a VF of a PF in vfd's main config
 NETDEV_FAILED = 102      # moving / renaming / addressing the VF netdev failed
 IPAM_FAILED = 103        # the delegated IPAM plugin failed
 CHECK_FAILED = 104       # CHECK found the attachment not as ADD left it
+ALREADY_ATTACHED = 105   # ADD for a container and interface that already have an attachment
+INTERNAL_ERROR = 106     # an unexpected failure inside vfd (a bug: vfd's log has the traceback)
+NOT_ROOT = 107           # vfd's CNI socket serves root only (the front end was run by another user)
 
 
 class CniError(Exception):

@@ -7,28 +7,42 @@ ADD   deviceID -> (PF, VF) from sysfs; the VF config is written to vfd's config_
 DEL   idempotent: whatever the cache says was done is undone; a missing netns, cache, netdev or live
       config is no error. The daemon not answering is (code 11): its policy would stay on the VF.
 CHECK the daemon's status says in sync, and the pod's interface has the expected name and MAC.
+
+`execute(environ, stdin) -> (exit code, stdout, stderr)` is the one entry: the vfd daemon calls it in a
+worker thread per request of its CNI socket (vfd/daemon/cni.py, fed by the static front end
+tools/cni-frontend/vfd-cni.c), and `main()` (the console script vfd-cni-inproc) calls it in a plugin
+process of its own. A request's inputs never come from the process (os.environ, sys.stdin) nor go to
+it: the request's environment is passed down (VFD_CNI_TIMEOUT alone is the process's setting),
+diagnostics go to the request's stderr, and a pod's namespace is entered by the calling thread
+only (rtnl.socket_in).
 """
 
 from __future__ import annotations
 
+import contextvars
+import io
 import json
 import os
 import sys
 
 from vfd import iplex
 from vfd.integrations.cni import cache, ipam, netdev
-from vfd.integrations.cni.errors import (CHECK_FAILED, INVALID_ENV, INVALID_NETCONF, IO_FAILURE,
+from vfd.integrations.cni.errors import (ALREADY_ATTACHED, CHECK_FAILED, INVALID_ENV, INVALID_NETCONF, IO_FAILURE,
                                          PLUGIN_NOT_AVAILABLE, TRY_AGAIN_LATER, VFD_REFUSED, CniError)
 from vfd.integrations.cni.netconf import (SUPPORTED_VERSIONS, Env, NetConf, parse_netconf, port_id, read_env,
                                           sha256)
 from vfd.integrations.cni.vf import find_vf, vf_netdev
 
-ALREADY_ATTACHED = 105
 REQUEST_TIMEOUT = float(os.environ.get("VFD_CNI_TIMEOUT", "30"))
 
 
+# Where log() writes: the stderr of the request being executed (execute() sets it per call; a worker
+# thread of the daemon starts with a fresh context, so requests never share it).
+_STDERR: contextvars.ContextVar = contextvars.ContextVar("vfd_cni_stderr", default=None)
+
+
 def log(msg: str) -> None:
-    sys.stderr.write(f"vfd-cni: {msg}\n")
+    (_STDERR.get() or sys.stderr).write(f"vfd-cni: {msg}\n")
 
 
 class Daemon:
@@ -40,12 +54,14 @@ class Daemon:
         except iplex.ClientError as exc:
             raise CniError(INVALID_NETCONF, f"vfdConfig: {exc}") from None
         self.fifo = iplex.fifo_path(self.conf)
+        self.socket = iplex.socket_of(self.conf, self.fifo)
         self.config_dir = iplex.config_dir(self.conf)
         self.live_dir = self.config_dir.rstrip("/") + "_live"
 
     def call(self, action: str, **params) -> tuple[bool, list[str], dict]:
         try:
-            reply = iplex.request(self.fifo, action, REQUEST_TIMEOUT, reply_tag="cni", **params)
+            reply = iplex.request(self.fifo, action, REQUEST_TIMEOUT, reply_tag="cni", socket_path=self.socket,
+                                  **params)
         except iplex.ClientError as exc:
             raise CniError(TRY_AGAIN_LATER, f"vfd is not answering: {exc}") from None
         except ValueError as exc:
@@ -76,7 +92,7 @@ def cmd_add(env: Env, nc: NetConf, environ: dict) -> dict:
                                         "the SR-IOV device plugin allocated)")
     from vfd.store import atomic_write   # ADD only (see cache.save)
     daemon = Daemon(nc.vfd_config)
-    slot = find_vf(nc.device_id, daemon.conf)
+    slot = find_vf(nc.device_id, daemon.conf, environ)
     pid = port_id(env.container_id, env.ifname)
     with cache.vf_lock(nc.cache_dir, slot.device_id):
         if cache.load(nc.cache_dir, pid) is not None:
@@ -162,7 +178,7 @@ def _undo(state: dict, daemon: Daemon, environ: dict, cni_path: list[str], quiet
             log(f"roll-back step failed: {exc.msg}")
 
     if state.get("netdev") and state.get("stage") in ("netdev", "ipam", "done"):
-        step(_netdev_home, state)
+        step(_netdev_home, state, environ)
     conf = state.get("netconf") or {}
     if state.get("stage") in ("ipam", "done") and isinstance(conf.get("ipam"), dict) and conf["ipam"].get("type"):
         step(ipam.delegate, "DEL", conf["ipam"]["type"], conf, cni_path, environ)
@@ -170,13 +186,13 @@ def _undo(state: dict, daemon: Daemon, environ: dict, cni_path: list[str], quiet
     cache.remove(state["cache_dir"], state["port_id"])
 
 
-def _netdev_home(state: dict) -> None:
+def _netdev_home(state: dict, environ: dict) -> None:
     host_name, tmp = state["netdev"], state["tmp_name"]
     if netdev.move_out(state.get("netns", ""), [state["ifname"], tmp], tmp, host_name,
                        state.get("host_mtu"), state.get("host_mac")):
         return
     # The netns is gone: the kernel moved the VF netdev back to the host under its pod name (or devN).
-    now = vf_netdev(state["device_id"])
+    now = vf_netdev(state["device_id"], environ)
     if now:
         netdev.restore_host_name([now], host_name, state.get("host_mtu"), state.get("host_mac"))
 
@@ -288,12 +304,24 @@ def run(environ: dict, stdin: bytes) -> tuple[int, dict | None]:
         return 1, exc.to_json(version if version in SUPPORTED_VERSIONS else "1.0.0")
 
 
+def execute(environ: dict, stdin: bytes) -> tuple[int, bytes, bytes]:
+    """One CNI command: its exit code, the bytes for its stdout and for its stderr."""
+    err = io.StringIO()
+    token = _STDERR.set(err)
+    try:
+        rc, out = run(environ, stdin)
+    finally:
+        _STDERR.reset(token)
+    return rc, (b"" if out is None else (json.dumps(out) + "\n").encode()), err.getvalue().encode()
+
+
 def main() -> int:
+    """The in-process plugin (console script vfd-cni-inproc): this process is the plugin."""
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-    rc, out = run(dict(os.environ), stdin)
-    if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
+    rc, out, err = execute(dict(os.environ), stdin)
+    sys.stderr.buffer.write(err)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
     return rc
 
 

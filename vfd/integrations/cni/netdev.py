@@ -121,7 +121,7 @@ def move_out(netns_path: str, names: list[str], tmp_name: str, host_name: str,
                     try:
                         ns.set_link(idx, up=False)
                         ns.set_link(idx, ifname=tmp_name)
-                        fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+                        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)   # this thread's: the host's
                         try:
                             ns.set_link(idx, netns_fd=fd)
                         finally:

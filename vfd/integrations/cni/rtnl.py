@@ -1,10 +1,11 @@
 """The few rtnetlink requests vfd-cni needs, on plain sockets (stdlib only), one per network namespace.
 
-Why not pyroute2: the plugin is a fresh process per CNI command, so its start-up is its cost.
+Why not pyroute2: the in-process plugin is a fresh process per CNI command, so its start-up is its cost.
 `from pyroute2 import IPRoute, NetNS` loaded ~190 modules of pyroute2 and asyncio (`import
 pyroute2` alone ~10 s in the lab guest), and `NetNS` creates its socket in a forked child process. A netlink socket stays bound to
 the namespace it was created in, so `Rtnl(netns_path)` enters the pod's namespace with setns(2)
-(this thread only), creates the socket and comes straight back: no child process, no import.
+(this thread only: in the daemon, the command's own thread), creates the socket and comes straight
+back: no child process, no import.
 
 Requests: link lookup by name, a link's MAC and MTU, RTM_NEWLINK (up/down, name, MTU, MAC, move to
 another namespace), address and route creation. Errors are `NetlinkError` (an OSError with errno).
@@ -83,7 +84,7 @@ def socket_in(netns_path: str) -> socket.socket:
         try:
             return _new_socket()
         finally:
-            setns(own)      # if coming back failed, the OSError ends the plugin: nothing may run in the pod
+            setns(own)      # if coming back failed, the OSError ends the command (in vfd: its thread, which ends)
     finally:
         os.close(own)
 

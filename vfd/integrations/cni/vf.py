@@ -2,7 +2,7 @@
 
 sysfs only: `/sys/bus/pci/devices/<vf>/physfn` names the PF, the PF's `virtfnN` link back to the VF
 gives N, `<vf>/net/` holds the VF netdev (empty when the VF is bound to vfio-pci). `VFD_CNI_SYSFS`
-points the lookup at another tree (tests build one).
+in the request's environment points the lookup at another tree (tests build one).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ class VfSlot(namedtuple("VfSlot", "device_id pf_pci vfid pf_id pf_speed netdev d
     __slots__ = ()
 
 
-def sysfs_root() -> str:
-    return os.environ.get("VFD_CNI_SYSFS", "/sys")
+def sysfs_root(environ: dict) -> str:
+    return environ.get("VFD_CNI_SYSFS") or "/sys"
 
 
-def _pci_dev(device_id: str) -> str:
-    return os.path.join(sysfs_root(), "bus", "pci", "devices", device_id)
+def _pci_dev(device_id: str, environ: dict) -> str:
+    return os.path.join(sysfs_root(environ), "bus", "pci", "devices", device_id)
 
 
 def _names(d: str) -> list[str]:
@@ -35,9 +35,9 @@ def _names(d: str) -> list[str]:
         return []
 
 
-def vf_netdev(device_id: str) -> str | None:
+def vf_netdev(device_id: str, environ: dict) -> str | None:
     """The VF's netdev in the current network namespace (sysfs shows only this namespace's)."""
-    names = _names(os.path.join(_pci_dev(device_id), "net"))
+    names = _names(os.path.join(_pci_dev(device_id, environ), "net"))
     return names[0] if names else None
 
 
@@ -51,15 +51,15 @@ def _pf_entries(main_conf: dict) -> list[dict]:
     return out
 
 
-def find_vf(device_id: str, main_conf: dict) -> VfSlot:
-    dev = _pci_dev(device_id)
+def find_vf(device_id: str, main_conf: dict, environ: dict) -> VfSlot:
+    dev = _pci_dev(device_id, environ)
     if not os.path.exists(dev):
         raise CniError(INVALID_NETCONF, f"deviceID {device_id}: no such PCI device on this host")
     try:
         pf_pci = os.path.basename(os.readlink(os.path.join(dev, "physfn")))
     except OSError:
         raise CniError(INVALID_NETCONF, f"deviceID {device_id}: not an SR-IOV VF (no physfn link)") from None
-    pf_dev = _pci_dev(pf_pci)
+    pf_dev = _pci_dev(pf_pci, environ)
     vfid = None
     for name in _names(pf_dev):
         if name.startswith("virtfn") and name[6:].isdigit():
@@ -88,7 +88,7 @@ def find_vf(device_id: str, main_conf: dict) -> VfSlot:
     speed = 0
     for nd in pf_netdevs:
         try:
-            with open(os.path.join(sysfs_root(), "class", "net", nd, "speed")) as f:
+            with open(os.path.join(sysfs_root(environ), "class", "net", nd, "speed")) as f:
                 speed = max(speed, int(f.read().strip()))
         except (OSError, ValueError):
             pass
@@ -99,4 +99,4 @@ def find_vf(device_id: str, main_conf: dict) -> VfSlot:
     except OSError:
         driver = None
     return VfSlot(device_id=device_id, pf_pci=pf_pci, vfid=vfid, pf_id=entry["id"], pf_speed=speed,
-                  netdev=vf_netdev(device_id), driver=driver)
+                  netdev=vf_netdev(device_id, environ), driver=driver)
