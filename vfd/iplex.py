@@ -219,6 +219,18 @@ def _via_socket(path: str, payload: bytes, rid: str, timeout: float) -> dict | N
         sock.close()
 
 
+def _wait_readable(fds: list[int], timeout: float) -> list[int]:
+    """The fds of `fds` readable within `timeout`. select.select survives eventlet (see _read_reply)
+    but cannot take a descriptor >= FD_SETSIZE (1024), which a process with a raised descriptor
+    limit reaches (the daemon, running CNI commands that call this): poll() then."""
+    if max(fds) < 1024:
+        return select.select(fds, [], [], timeout)[0]
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN)
+    return [fd for fd, _ in p.poll(max(0, int(timeout * 1000)))]
+
+
 def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
     """Read replies until the one carrying `rid`; others are ignored. select.select rather than
     poll: it survives eventlet's monkey-patching (nova-compute loads the os-vif plugin, which uses
@@ -240,7 +252,7 @@ def _read_reply(fd: int, rid: str, timeout: float, recv=None) -> dict:
             extra = f" ({ignored} replies to other requests ignored)" if ignored else ""
             raise ClientError(f"no reply from vfd within {timeout:g}s{extra}")
         watched = [fd] if _WAKE_FD is None else [fd, _WAKE_FD]
-        readable, _, _ = select.select(watched, [], [], left)
+        readable = _wait_readable(watched, left)
         if _WAKE_FD is not None and _WAKE_FD in readable:
             _drain(_WAKE_FD)         # a signal came: its handler runs now, before the next bytecode
             readable = [r for r in readable if r != _WAKE_FD]

@@ -70,3 +70,4 @@ def test_the_plugin_fixture_is_loaded_outside_the_daemon(tmp_path):
     _modules_after("from vfd.model.vfconfig import VFConfig\n"
                    "VFConfig.model_validate({'name': 'a', 'pciid': '0000:01:00.0', 'vfid': 1, 'vlans': [10]})", env)
     assert marker.exists()
+
