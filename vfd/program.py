@@ -8,7 +8,7 @@ The field names are the sim NIC's state format (docs/sim.md).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from vfd.capabilities import DriverProfile, Feature
 from vfd.errors import AdmissionError, CapabilityError
@@ -63,7 +63,9 @@ class VFProgram:
     strip_ctag: bool = False   # strip the inner (C-tag) VLAN as well (mlx5)
 
     def to_state(self) -> dict:
-        d = asdict(self)
+        """The program in the sim NIC's state vocabulary (a new dict each call: callers may change it).
+        Built field by field: dataclasses.asdict deep-copies, and this runs twice per VF change."""
+        d = {f: getattr(self, f) for f in _FIELDS}
         d["macs"] = list(self.macs)
         d["vlans"] = list(self.vlans)
         d["mirror"] = None if self.mirror is None else {"target": self.mirror[0], "direction": self.mirror[1]}
@@ -74,6 +76,9 @@ class VFProgram:
         if previous is None:
             return list(APPLY_ORDER)
         return [f for f in APPLY_ORDER if getattr(self, f) != getattr(previous, f)]
+
+
+_FIELDS = tuple(f.name for f in fields(VFProgram))
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,20 @@ def canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+_PLAIN = (bool, int, str, type(None))
+
+
+def same_value(have: object, want: object) -> bool:
+    """Equal as JSON values (what `canonical` compares), without encoding the common cases: scalars
+    of the same type (so True is not 1) and lists of them; anything else through `canonical`."""
+    th, tw = type(have), type(want)
+    if th is tw and th in _PLAIN:
+        return have == want
+    if th in (list, tuple) and tw in (list, tuple):
+        return len(have) == len(want) and all(same_value(h, w) for h, w in zip(have, want))
+    return canonical(have) == canonical(want)
+
+
 def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = frozenset()) -> list[FieldCheck]:
     """The one drift check (status and reconcile both use it): each field compared as a value, so a
     mirror's key order or a list's spelling never counts; a program without a default MAC leaves the
@@ -109,7 +128,7 @@ def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = fro
             out.append(FieldCheck(key, want, None, "differs"))
             continue
         have = actual[key]
-        out.append(FieldCheck(key, want, have, "ok" if canonical(have) == canonical(want) else "differs"))
+        out.append(FieldCheck(key, want, have, "ok" if same_value(have, want) else "differs"))
     return out
 
 

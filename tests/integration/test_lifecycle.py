@@ -319,8 +319,8 @@ def test_callback_runs_as_the_config_files_owner(make_vfd, tmp_path):
     assert os.stat(d.live_dir / "vm1.json").st_uid == nobody
     d.stop()
     d.start()
-    for _ in range(50):
-        if (shared / "by-owner").exists():
+    for _ in range(100):         # the file, then (once vfd has reaped the callback) its log line
+        if (shared / "by-owner").exists() and "start_cb for vm1 exited" in d.log_text():
             break
         time.sleep(0.1)
     try:

@@ -130,3 +130,16 @@ def test_changed_fields_is_the_diff_in_apply_order():
     assert p2.changed_fields(p1) == ["vlans", "max_rate", "bcast"]
     assert p2.changed_fields(p2) == []
     assert p2.changed_fields(None) == list(APPLY_ORDER)
+
+
+def test_same_value_agrees_with_the_json_comparison_it_shortcuts():
+    """compare() decides equality without encoding the common cases; the meaning stays canonical()'s
+    (True is not 1, a list is a tuple, 1.0 is not 1, a mirror's key order does not count)."""
+    import itertools
+
+    from vfd.program import canonical, same_value
+    values = [True, False, 1, 0, 2, "a", "1", None, [1, 2], (1, 2), [2, 1], [1, True], [True, 1], 1.0, [1.0], [],
+              (), [[1]], [["a"]], {"target": 1, "direction": "in"}, {"direction": "in", "target": 1},
+              {"target": True, "direction": "in"}]
+    for a, b in itertools.product(values, values):
+        assert same_value(a, b) == (canonical(a) == canonical(b)), (a, b)
