@@ -11,7 +11,7 @@ and min TX rate):
   pyroute2, 1 message         IPRoute().link("set", vf=[...all N...]): the kernel walks the list
   vfd restore                 the daemon starting with N live configs (as after a reboot):
                               admission, the VFs batched per PF, read-back; from its log line
-  vfd add (FIFO requests)     N `add` requests from one client over the request FIFO (admission,
+  vfd add (socket requests)   N `add` requests from one client over the request socket (as iplex sends them; admission,
                               one message per VF, read-back, live file written, reply)
   vfd delete                  N `delete` requests (the original state of each VF put back)
 
@@ -225,7 +225,7 @@ def in_guest(n: int) -> int:
     t_pr1 = max(t_pr1, t_pr1b)
     rows = [("ip link set, 1 process/VF", t_ip), ("pyroute2, 1 message/VF (slower run)", t_pr1),
             ("pyroute2, 1 message", t_prn),
-            ("vfd restore (daemon start-up)", restore), ("vfd add, FIFO requests", adds),
+            ("vfd restore (daemon start-up)", restore), ("vfd add, socket requests", adds),
             ("vfd delete (restore originals)", deletes)]
     print(f"\n## Programming {n} VFs (MAC, port VLAN, spoofchk, trust, link state, max+min rate), guest TCG")
     print(f"  {'method':<36} {'total':>9} {'per VF':>10} {'ip / this':>10} {'pyroute2 1 msg/VF / this':>25}")
