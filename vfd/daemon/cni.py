@@ -22,12 +22,11 @@ import json
 import logging
 import os
 import socket
-import stat
 import struct
 import threading
 import time
 
-from vfd.daemon.rundir import RunDirError
+from vfd.daemon.rundir import RunDirError, bind_unix_socket
 from vfd.integrations.cni import wire
 from vfd.integrations.cni.errors import INTERNAL_ERROR, INVALID_ENV, NOT_ROOT, TRY_AGAIN_LATER
 
@@ -82,40 +81,11 @@ class CniServer:
         except OSError as exc:
             raise RunDirError(f"{where}: cannot use directory {d}: {exc.strerror}") from None
         try:
-            try:
-                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-            at = f"/proc/self/fd/{dirfd}/{name}"       # any path length (sun_path is 108 bytes)
-            if st is not None:
-                if not stat.S_ISSOCK(st.st_mode):
-                    raise RunDirError(f"{where}: exists and is not a socket; vfd never replaces it: remove it "
-                                      f"or set another cni_socket in the main config")
-                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-                probe.settimeout(1.0)
-                try:
-                    probe.connect(at)
-                    raise RunDirError(f"{where}: another process is serving it (another vfd?); vfd does not take "
-                                      f"it over: stop that one or set another cni_socket")
-                except OSError:
-                    pass                                # nobody listens: stale, replaced
-                finally:
-                    probe.close()
-                os.unlink(name, dir_fd=dirfd)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            old = os.umask(0o177)                       # born 0600: no window in which others may connect
-            try:
-                sock.bind(at)
-            except OSError as exc:
-                sock.close()
-                raise RunDirError(f"{where}: cannot create: {exc.strerror}") from None
-            finally:
-                os.umask(old)
+            sock = bind_unix_socket(dirfd, name, where, "cni_socket", 0o177, refuse_live=True)   # born 0600
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
             self.ident = (st.st_dev, st.st_ino)
         finally:
             os.close(dirfd)
-        sock.setblocking(False)
         self.sock = sock
 
     def open(self, loop) -> None:

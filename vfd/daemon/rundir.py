@@ -81,28 +81,13 @@ class RunDir:
         if not self.socket_path:
             return None
         name = os.path.basename(self.socket_path)
-        st = self._lstat(name, f"socket {self.socket_path}")
-        if st is not None:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise RunDirError(f"socket {self.socket_path}: exists and is {_kind(st.st_mode)}, not a socket; vfd "
-                                  f"never replaces it: remove it or set another `socket` in the main config")
-            os.unlink(name, dir_fd=self.dirfd)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o117)        # born 0660: no window in which others may connect
-        try:
-            sock.bind(f"/proc/self/fd/{self.dirfd}/{name}")     # in the directory held open, whatever its path
-        except OSError as exc:
-            sock.close()
-            raise RunDirError(f"socket {self.socket_path}: cannot create: {exc.strerror}") from None
-        finally:
-            os.umask(old)
+        sock = bind_unix_socket(self.dirfd, name, f"socket {self.socket_path}", "socket", 0o117)
         try:
             os.chown(name, 0 if os.geteuid() == 0 else -1, _gid_of(self.group), dir_fd=self.dirfd,
                      follow_symlinks=False)
         except OSError as exc:
             sock.close()
             raise RunDirError(f"socket {self.socket_path}: cannot set its group: {exc.strerror}") from None
-        sock.setblocking(False)
         return sock
 
     def remove_socket(self) -> None:
@@ -267,6 +252,49 @@ class RunDir:
         if removed:
             log.info("removed %d stale reply FIFOs from %s", removed, self.dir_path)
         return removed
+
+
+def bind_unix_socket(dirfd: int, name: str, where: str, key: str, umask: int,
+                     refuse_live: bool = False) -> socket.socket:
+    """A non-blocking Unix stream socket bound at `name` in the directory open at `dirfd` (any path
+    length: bound through /proc/self/fd), born with the mode `umask` leaves, so no other user can
+    connect in between. A stale socket there is replaced; anything else, or with `refuse_live` a
+    socket some process answers on, is a RunDirError naming `where` and the main-config `key`."""
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise RunDirError(f"{where}: {exc.strerror}") from None
+    at = f"/proc/self/fd/{dirfd}/{name}"
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RunDirError(f"{where}: exists and is {_kind(st.st_mode)}, not a socket; vfd never replaces it: "
+                              f"remove it or set another `{key}` in the main config")
+        if refuse_live:
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(at)
+            except OSError:
+                pass                                    # nobody listens: stale, replaced
+            else:
+                raise RunDirError(f"{where}: another process is serving it (another vfd?); vfd does not take "
+                                  f"it over: stop that one or set another `{key}`")
+            finally:
+                probe.close()
+        os.unlink(name, dir_fd=dirfd)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(umask)
+    try:
+        sock.bind(at)
+    except OSError as exc:
+        sock.close()
+        raise RunDirError(f"{where}: cannot create: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    sock.setblocking(False)
+    return sock
 
 
 def _not_a_dir(path: str) -> str:
