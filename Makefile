@@ -23,7 +23,7 @@ $(VENV)/bin/vfd-cni: tools/cni-frontend/vfd-cni.c $(STAMP)
 	  || { echo "make: no static libc for vfd-cni: apt-get install libc6-dev (make system-deps)" >&2; exit 1; }
 	$(CC) $(CNI_FRONTEND_CFLAGS) -o $@.new $< && mv $@.new $@
 
-demo: install
+demo: $(STAMP)
 	$(VENV)/bin/python tools/demo.py
 
 # Debian packages for the real-component tests (DPDK 22.11 libraries, QEMU + a Debian kernel
@@ -33,7 +33,8 @@ system-deps:
 	  bash tools/dpdk/setup.sh && bash tools/kernel-lab/setup.sh && bash tools/packaging/setup.sh; \
 	else echo "system-deps: not root, skipping Debian packages (DPDK and kernel-lab tests will skip)"; fi
 
-test: install system-deps
+# system-deps first: it installs gcc and libc6-dev, which the static vfd-cni (install) links with.
+test: system-deps install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Fast tests only: no guest, no DPDK.

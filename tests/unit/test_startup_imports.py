@@ -33,9 +33,11 @@ def test_legacy_kernel_start_loads_no_switchdev_or_metrics_code():
 
 def test_switchdev_code_is_loaded_when_first_used():
     mods = _modules_after(textwrap.dedent("""
+        import sys, types
         from vfd.backends.kernel.backend import KernelBackend
-        KernelBackend.switchdev.fget   # the lazy property exists
-        from vfd.backends.kernel.switchdev import Switchdev
+        assert "vfd.backends.kernel.devlink" not in sys.modules
+        backend = types.SimpleNamespace(_switchdev=None)       # what KernelBackend.__init__ leaves
+        assert type(KernelBackend.switchdev.fget(backend)).__name__ == "Switchdev"
     """))
     assert "vfd.backends.kernel.devlink" in mods
 
