@@ -65,6 +65,7 @@ class _Conn:
     out: bytes = b""
     deadline: float = 0.0
     writing: bool = False
+    reading: bool = False       # a reader is registered with the loop (the request was not all there at accept)
     timer: object = None
 
 
@@ -231,30 +232,37 @@ class RequestServer:
 
     # ---- the Unix socket: one request per connection, the peer's uid from the kernel -------------
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
+        """One connection per wake-up (the listening socket is level-triggered: the loop calls again
+        while more wait). A client sends its request right after connecting, so it is usually there
+        already: then it is served at once, without a reader, a timer and another turn of the loop."""
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:          # EMFILE and friends: try again on the next wake-up
+            log.warning("socket accept failed: %s", exc.strerror)
+            return
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        conn.setblocking(False)
+        c = _Conn(conn, uid, time.monotonic())
+        self.conns[conn.fileno()] = c
+        if len(self.conns) > MAX_CONNS:
+            # fair eviction: the uid holding the most connections loses its oldest one
+            counts: dict[int, int] = {}
+            for other in self.conns.values():
+                counts[other.uid] = counts.get(other.uid, 0) + 1
+            hog = max(counts, key=counts.get)
+            oldest = next(o for o in self.conns.values() if o.uid == hog)
+            log.warning("%d open connections: the oldest of uid %d (which holds %d) is closed", len(self.conns),
+                        hog, counts[hog])
+            self._conn_close(oldest)
+            if oldest is c:
                 return
-            except OSError as exc:          # EMFILE and friends: try again on the next wake-up
-                log.warning("socket accept failed: %s", exc.strerror)
-                return
-            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-            conn.setblocking(False)
-            c = _Conn(conn, uid, time.monotonic())
-            self.conns[conn.fileno()] = c
+        self._conn_readable(c)
+        if self.conns.get(conn.fileno()) is c and not c.out:
+            c.reading = True                # not all there yet: wait for the rest
             self.loop.add_reader(conn.fileno(), self._conn_readable, c)
             c.timer = self.loop.call_later(STALE_AFTER, self._conn_idle, c)
-            if len(self.conns) > MAX_CONNS:
-                # fair eviction: the uid holding the most connections loses its oldest one
-                counts: dict[int, int] = {}
-                for other in self.conns.values():
-                    counts[other.uid] = counts.get(other.uid, 0) + 1
-                hog = max(counts, key=counts.get)
-                oldest = next(o for o in self.conns.values() if o.uid == hog)
-                log.warning("%d open connections: the oldest of uid %d (which holds %d) is closed", len(self.conns),
-                            hog, counts[hog])
-                self._conn_close(oldest)
 
     def _conn_readable(self, c: "_Conn") -> None:
         try:
@@ -295,7 +303,9 @@ class RequestServer:
             self._conn_close(c)
 
     def _conn_serve(self, c: "_Conn", item: Framed) -> None:
-        self.loop.remove_reader(c.sock.fileno())
+        if c.reading:
+            c.reading = False
+            self.loop.remove_reader(c.sock.fileno())
         rid = "not-supplied"
         try:
             if item.request is None:
@@ -360,7 +370,8 @@ class RequestServer:
         if fd < 0 or self.conns.get(fd) is not c:
             return
         del self.conns[fd]
-        self.loop.remove_reader(fd)
+        if c.reading:
+            self.loop.remove_reader(fd)
         if c.writing:
             self.loop.remove_writer(fd)
         if c.timer is not None:
