@@ -52,10 +52,22 @@ def build_handler(log_dir: str, log_keep: int, log_format: str = "text") -> logg
     return handler
 
 
+def skip_unused_record_fields() -> None:
+    """vfd's lines carry time, level, logger and message only. The standard module otherwise walks
+    the stack for the caller's file and line and looks up thread and process names for every
+    record: a third of a line's cost, and two log lines are part of every change (the Python
+    documentation's "Optimization" section of the logging HOWTO names these switches)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def setup_logging(log_dir: str, log_keep: int, level: int, log_format: str = "text") -> logging.Handler:
     """Swap the "vfd" logger to a new handler. The new one is built first: when log_dir is unusable
     this raises OSError and the old handlers stay (a SIGHUP must never leave vfd without its log)."""
     handler = build_handler(log_dir, log_keep, log_format)
+    skip_unused_record_fields()
     root = logging.getLogger("vfd")
     for h in list(root.handlers):
         root.removeHandler(h)
