@@ -16,6 +16,7 @@ import copy
 import errno
 import json
 import os
+import shutil
 import socket
 import struct
 import threading
@@ -32,6 +33,7 @@ from tests.vfdlab import keep_programs
 from vfd.backends.base import NicEvent
 from vfd.backends.kernel import KernelBackend
 from vfd.backends.kernel import netlink as nl
+from vfd.backends.kernel.originals import OriginalStore
 from vfd.backends.kernel.profiles import DRIVERS, kernel_profile
 from vfd.capabilities import Feature
 from vfd.errors import AdmissionError, BackendError, CapabilityError
@@ -82,6 +84,7 @@ class FakeNIC:
 
     def __init__(self, sysdev: Path, spoofchk_default=False):
         self.sysdev = sysdev
+        self.list_order: list[int] | None = None     # the VF list's order in a read (None: index order)
         self.vfs: dict[int, dict] = {}
         self.spoofchk_default = spoofchk_default
         self.fail: dict[str, int] = {}        # op -> errno the driver answers
@@ -115,7 +118,7 @@ class FakeNIC:
         self.gets += 1
         n = self.num()
         infos = []
-        for i in range(n):
+        for i in (self.list_order or range(n)):
             v = self.vfs[i]
             attrs = [("IFLA_VF_MAC", {"vf": i, "mac": v["mac"]}),
                      ("IFLA_VF_VLAN", {"vf": i, "vlan": v["vlan"], "qos": v["qos"]}),
@@ -347,7 +350,9 @@ class Rig:
         return build_program(VFConfig.model_validate(data), info.profile, "kernel", info.link_speed)
 
     def originals_file(self) -> dict:
-        return json.loads((Path(self.main.live_dir) / ".kernel" / f"{PCI}.json").read_text())
+        """The records on disk, as a new daemon would load them (the snapshot with its journal replayed)."""
+        fresh = OriginalStore(Path(self.main.live_dir) / ".kernel")
+        return {"vfs": {str(k): fresh.get(PCI, k) for k in fresh.vfids(PCI)}}
 
 
 @pytest.fixture
@@ -637,7 +642,7 @@ def test_clear_without_a_record_neutralises_with_a_fresh_mac(rig):
     info = rig.open()
     p = rig.program(info, macs=["02:00:00:00:00:11"], rate=0.1)
     rig.backend.apply_vf(PCI, 1, p, None)
-    (Path(rig.main.live_dir) / ".kernel" / f"{PCI}.json").unlink()
+    shutil.rmtree(Path(rig.main.live_dir) / ".kernel")
     rig.backend.originals._pfs.clear()      # the state dir was lost
     rig.backend.clear_vf(PCI, 1, p)
     vf = rig.nic.vfs[1]
@@ -854,7 +859,7 @@ def test_state_dir_is_hidden_in_the_live_dir(rig):
     info = rig.open()
     rig.backend.apply_vf(PCI, 1, rig.program(info, macs=["02:00:00:00:00:11"]), None)
     live = Path(rig.main.live_dir)
-    assert (live / ".kernel" / f"{PCI}.json").is_file()
+    assert (live / ".kernel" / f"{PCI}.journal").is_file() and "1" in rig.originals_file()["vfs"]
     from vfd.store import Store
     assert Store(rig.main.config_dir, str(live)).live_files() == []
     assert os.stat(live / ".kernel").st_mode & 0o777 == 0o755
@@ -877,6 +882,20 @@ def test_the_fast_decoder_agrees_with_pyroute2s_own(rig):
     snap = nl.parse_link(bytes(rig.nic.get_msg(nl.RTEXT_FILTER_VF).data))
     assert snap.vfs[0]["proto"] == 0x88A8 and snap.vfs[1]["proto"] == 0x8100 and snap.vf_stat(1)["tx_bytes"] == 1 << 40
     assert 7 not in snap.vfs and snap.vfs.get(7) is None and sorted(snap.vfs) == [0, 1, 2, 3]
+
+
+def test_a_read_walks_the_vf_list_only_as_far_as_needed_in_any_order(rig):
+    rig.open()
+    for i in range(4):
+        rig.nic.vfs[i].update(mac=f"02:00:00:00:00:{i:02x}", vlan=10 + i)
+    in_order = nl.parse_link(rig.nic.get_msg(nl.ext_mask(False)))
+    assert in_order.vfs[1]["vlan"] == 11 and len(in_order.vfs._spans) == 2      # VFs 2, 3 not walked
+    assert in_order.vfs.raw(3) is not None and len(in_order.vfs) == 4 and in_order.num_vf == 4
+    rig.nic.list_order = [3, 1, 0, 2]                    # a driver listing its VFs out of index order
+    shuffled = nl.parse_link(rig.nic.get_msg(nl.ext_mask(False)))
+    assert shuffled.vfs[2]["mac"] == "02:00:00:00:00:02" and shuffled.vfs.get(3)["vlan"] == 13
+    assert all(shuffled.vfs.raw(i) == in_order.vfs.raw(i) for i in range(4))
+    assert shuffled.vfs.get(4) is None and shuffled.vfs.raw(4) is None and sorted(shuffled.vfs) == [0, 1, 2, 3]
 
 
 def test_the_plain_socket_reader_on_this_hosts_loopback():
@@ -1048,8 +1067,8 @@ def test_startup_sends_a_pfs_vfs_in_one_message_between_one_read_and_one_read_ba
     info = r.open()
     progs = startup_programs(r, info, range(6))
     saves = []
-    real_save = r.backend.originals._save
-    r.backend.originals._save = lambda pf_id: (saves.append(pf_id), real_save(pf_id))
+    real_append = r.backend.originals._append
+    r.backend.originals._append = lambda pf_id, text: (saves.append(pf_id), real_append(pf_id, text))
     gets, sets = r.nic.gets, len(setlinks(r))
     for vfid, p in progs.items():                        # what VFManager.restore does, VF by VF
         r.backend.apply_vf(PCI, vfid, p, None)
@@ -1172,6 +1191,42 @@ def test_adds_read_the_pf_once_per_change_while_events_show_nothing_else_touched
         gets = rig.nic.gets
         rig.backend.apply_vf(PCI, 1, rig.program(info, vfid=1, macs=["02:00:00:00:00:21"]), None)
         assert rig.nic.gets - gets == 2
+    run_attached(rig, body)
+
+
+def test_a_changes_own_event_schedules_no_check_but_another_writers_does(rig):
+    """One event between the message and its read-back is the message's own: the read-back already
+    shows the PF, so no check is run for it. A second event in that window (someone else's change)
+    keeps the check, and the check finds what the other writer did."""
+    info = rig.open()
+    kpf = rig.backend.pfs[PCI]
+    checks = []
+    real_check = rig.backend._check
+    rig.backend._check = lambda k, fresh=False: (checks.append(k.id), real_check(k, fresh))[1]
+
+    async def body(events):
+        await asyncio.sleep(0.1)                            # the check attach() schedules
+        checks.clear()
+        for vfid in (0, 1):
+            rig.backend.apply_vf(PCI, vfid, rig.program(info, vfid=vfid, macs=[f"02:00:00:00:00:1{vfid}"]), None)
+            assert kpf.check_handle is None
+        await asyncio.sleep(0.1)
+        assert checks == [] and events == []
+        own = rig.nic.notify
+
+        def and_a_hand_change():                            # `ip link set PF vf 0 vlan 999` lands in between
+            own()
+            rig.nic.vfs[0]["vlan"] = 999
+            own()
+        rig.nic.notify = and_a_hand_change
+        rig.backend.apply_vf(PCI, 2, rig.program(info, vfid=2, macs=["02:00:00:00:00:12"]), None)
+        rig.nic.notify = own
+        assert kpf.check_handle is not None
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.02)
+        assert checks == [PCI] and [(e.kind, e.vfid) for e in events] == [("drift", 0)]
     run_attached(rig, body)
 
 

@@ -146,14 +146,32 @@ class VFTable(Mapping):
     """VF index -> kernel vocabulary, decoded from the message bytes on first access.
 
     A read of a PF with 64 VFs decodes only the VFs that are looked at (programming one VF looks
-    at one); the kernel lists them in index order, which makes the lookup direct.
+    at one), and walks the VF list only as far as the VF looked for: the kernel lists the VFs in
+    index order, which makes the lookup direct. Equal bytes in two reads mean an unchanged VF (raw).
     """
 
-    def __init__(self, data: bytes, spans: list[tuple[int, int]]):
-        self._data, self._spans = data, spans
+    def __init__(self, data: bytes, start: int = 0, end: int = 0):
+        self._data = data
+        self._next, self._end = start, end       # the part of IFLA_VFINFO_LIST not walked yet
+        self._spans: list[tuple[int, int]] = []  # IFLA_VF_INFO payloads walked so far, in list order
         self._vfs: dict[int, dict] = {}
         self._stats: dict[int, dict] = {}
         self._where: dict[int, int] | None = None
+
+    def _walk(self, pos: int | None) -> bool:
+        """Walk the list until entry `pos` is known (None: to its end); whether it exists."""
+        data, off, end, spans = self._data, self._next, self._end, self._spans
+        unpack = struct.unpack_from
+        while (pos is None or len(spans) <= pos) and off + 4 <= end:
+            alen, atype = unpack("=HH", data, off)
+            if alen < 4 or off + alen > end:
+                off = end
+                break
+            if atype & 0x3FFF == IFLA_VF_INFO:
+                spans.append((off + 4, off + alen))
+            off += (alen + 3) & ~3
+        self._next = off
+        return pos is not None and pos < len(spans)
 
     def _decode(self, pos: int) -> int:
         vfid, st, vst = _vfinfo(self._data, *self._spans[pos])
@@ -161,14 +179,19 @@ class VFTable(Mapping):
             self._vfs[vfid], self._stats[vfid] = st, vst
         return vfid
 
+    def _index(self) -> dict[int, int]:
+        """vfid -> list position for every VF, decoding all once (a list not in index order)."""
+        if self._where is None:
+            self._walk(None)
+            self._where = {self._decode(i): i for i in range(len(self._spans))}
+        return self._where
+
     def _find(self, vfid: int) -> bool:
         if vfid in self._vfs:
             return True
-        if isinstance(vfid, int) and 0 <= vfid < len(self._spans) and self._decode(vfid) == vfid:
+        if isinstance(vfid, int) and vfid >= 0 and self._walk(vfid) and self._decode(vfid) == vfid:
             return True
-        if self._where is None:          # not in index order: decode everything once
-            self._where = {self._decode(i): i for i in range(len(self._spans))}
-        return vfid in self._vfs
+        return vfid in self._index() and vfid in self._vfs
 
     def __getitem__(self, vfid: int) -> dict:
         if not self._find(vfid):
@@ -179,26 +202,26 @@ class VFTable(Mapping):
         return self._find(vfid)
 
     def __iter__(self):
+        self._walk(None)
         for i in range(len(self._spans)):
             if i not in self._vfs:
                 self._decode(i)
         return iter(sorted(self._vfs))
 
     def __len__(self) -> int:
+        self._walk(None)
         return len(self._spans)
 
     def stats(self, vfid: int) -> dict:
         return self._stats.get(vfid, {}) if self._find(vfid) else {}
 
     def raw(self, vfid: int) -> bytes | None:
-        """The VF's IFLA_VF_INFO bytes, undecoded: equal bytes in two reads mean an unchanged VF."""
-        pos = vfid if isinstance(vfid, int) and 0 <= vfid < len(self._spans) else None
+        """The VF's IFLA_VF_INFO bytes, undecoded."""
+        pos = vfid if isinstance(vfid, int) and vfid >= 0 and self._walk(vfid) else None
         if pos is None or _vfid_at(self._data, *self._spans[pos]) != vfid:
             if not self._find(vfid):
                 return None
-            if self._where is None:
-                self._where = {self._decode(i): i for i in range(len(self._spans))}
-            pos = self._where.get(vfid)
+            pos = self._index().get(vfid)
             if pos is None:
                 return None
         s, e = self._spans[pos]
@@ -345,7 +368,7 @@ def _vfinfo(data: bytes, off: int, end: int) -> tuple[int, dict, dict]:
     for t, s, e in _attrs(data, off, end):
         if t == IFLA_VF_MAC and e - s >= 10:
             vfid = struct.unpack_from("=I", data, s)[0]
-            st["mac"] = ":".join(f"{b:02x}" for b in data[s + 4:s + 10])
+            st["mac"] = data[s + 4:s + 10].hex(":")
         elif t == IFLA_VF_VLAN and e - s >= 12 and not have_list:
             _, st["vlan"], st["qos"] = struct.unpack_from("=III", data, s)
         elif t == IFLA_VF_VLAN_LIST:
@@ -387,7 +410,7 @@ def parse_link(msg, with_stats: bool = False) -> LinkSnapshot:
     end = base + length
     _fam, _pad, _type, index, flags, _change = struct.unpack_from("=BBHiII", data, base + 16)
     ifname, num = "", None
-    spans: list[tuple[int, int]] = []
+    vf_list = (0, 0)
     stats: dict = {}
     for t, s, e in _attrs(data, base + 32, end):
         if t == IFLA_IFNAME:
@@ -398,9 +421,10 @@ def parse_link(msg, with_stats: bool = False) -> LinkSnapshot:
             n = min(len(STATS64_NAMES), (e - s) // 8)
             stats = dict(zip(STATS64_NAMES, struct.unpack_from(f"={n}Q", data, s)))
         elif t == IFLA_VFINFO_LIST:
-            spans = [(s2, e2) for t2, s2, e2 in _attrs(data, s, e) if t2 == IFLA_VF_INFO]
-    return LinkSnapshot(ifindex=index, ifname=ifname, flags=flags, num_vf=num if num is not None else len(spans),
-                        vfs=VFTable(data, spans), stats=stats, with_stats=with_stats, taken=time.monotonic())
+            vf_list = (s, e)
+    vfs = VFTable(data, *vf_list)
+    return LinkSnapshot(ifindex=index, ifname=ifname, flags=flags, num_vf=num if num is not None else len(vfs),
+                        vfs=vfs, stats=stats, with_stats=with_stats, taken=time.monotonic())
 
 
 class Rtnl:
