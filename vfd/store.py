@@ -61,8 +61,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durabl
     survive a power cut; without them readers still never see a torn file. `uid` owns the file
     from the moment it appears (the temp file is chowned before the rename). The temp file is
     removed on every failure, so a full disk leaves nothing behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{secrets.token_hex(8)}")
+    directory, name = os.path.split(os.fspath(path))     # plain strings: pathlib costs more than the I/O here
+    tmp = os.path.join(directory, f".{name}.tmp{secrets.token_hex(8)}")
     # O_EXCL|O_NOFOLLOW: never open what someone planted (a symlink, a FIFO); O_NONBLOCK: never wait
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     try:
@@ -70,7 +70,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durabl
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if uid is not None and os.geteuid() == 0:
+            if uid is not None and uid != os.geteuid() == 0:   # a new file is the creator's already
                 os.fchown(fd, uid, -1)
             if durable:
                 os.fsync(fd)
@@ -84,7 +84,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durabl
             pass
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(directory or ".")
 
 
 def remove_stale_temps(directory: Path) -> None:
@@ -135,10 +135,13 @@ class Store:
         base = self.config_dir if where == "config" else self.live_dir
         if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
             raise RequestError(f"filename {shown(name)} is not a valid file name")
-        p = Path(name)
-        if p.is_absolute() or "/" in name:
+        parent, tail = os.path.split(name)
+        if tail and parent == str(base):       # what iplex sends: the directory spelt as vfd spells it
+            base_name = tail
+        elif "/" in name:
+            p = Path(name)
             try:
-                inside = os.path.samefile(p.parent, base)     # 2 stat() calls; resolving both walked each path
+                inside = os.path.samefile(p.parent, base)     # another spelling of it: 2 stat() calls
             except OSError:
                 inside = False
             if not inside:
