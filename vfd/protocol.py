@@ -126,6 +126,22 @@ def _scan(t: str, i: int) -> tuple[str, int]:
     return (_BIG if len(t) - i > MAX_REQUEST_BYTES else _MORE), stop
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _whole(t: str, i: int, ascii_only: bool) -> tuple[dict, int] | None:
+    """The common case in one pass of the C parser: an ASCII stream with too few brackets for any
+    nesting past MAX_DEPTH, holding a complete object at t[i]: (the object, its end). None sends the
+    bytes through _scan and _parse, which say exactly what is wrong with them."""
+    if not ascii_only or t.count("{", i) + t.count("[", i) > MAX_DEPTH:
+        return None
+    try:
+        obj, end = _DECODER.raw_decode(t, i)
+    except ValueError:
+        return None
+    return (obj, end) if isinstance(obj, dict) else None
+
+
 def _parse(raw: bytes) -> Framed:
     try:
         text = raw.decode("utf-8")
@@ -162,6 +178,7 @@ def frame(buf: bytes) -> tuple[list[Framed], bytes]:
     The rest is an unfinished request with nothing complete after it: the caller waits for more
     bytes and drops it (`drop_unfinished`) when none come."""
     t = buf.decode("latin-1")           # one char per byte: positions in t are byte offsets
+    ascii_only = buf.isascii()          # then t is also the UTF-8 text
     out: list[Framed] = []
     i, n = 0, len(t)
     while True:
@@ -174,6 +191,11 @@ def frame(buf: bytes) -> tuple[list[Framed], bytes]:
             j = n if j < 0 else j
             out.append(Framed(buf[i:j], error="not a JSON object"))
             i = j
+            continue
+        whole = _whole(t, i, ascii_only) if n - i <= MAX_REQUEST_BYTES else None
+        if whole is not None:
+            out.append(Framed(buf[i:whole[1]], request=whole[0]))
+            i = whole[1]
             continue
         status, end = _scan(t, i)
         if status == _DONE:

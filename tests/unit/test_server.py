@@ -250,3 +250,23 @@ def test_stale_reply_fifos_removed_only_for_dead_pids(tmp_path):
         ["request", f"request_IPLEX.{os.getpid()}.y", f"request_IPLEX.{dead}.file", "other",
          f"request_IPLEX.{dead}.link"])
     r.close()
+
+
+@pytest.mark.parametrize("stream", [
+    req("ping") + req("show", resource="all"),
+    b'{\n  "action": "add",\n  "params": {"filename": "a{b}[c]\\"d", "r_fifo": "/tmp/vfd-test/r1"}\n}\n\n' + req("ping"),
+    req("ping")[:-3],                                              # unfinished
+    b'{"action": "ping", "params": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}",   # deeper than MAX_DEPTH
+    b'{"action": "ping", "params": {"x": ' + b"[" * 20 + b"]" * 20 + b"}}" + req("ping"),
+    b'{"action": "ping", "params": {"r_fifo": "x", "name": "\xc3\xa9t\xc3\xa9"}}' + req("ping"),  # UTF-8
+    b'{"action": "ping", "params": {"x": NaN, "y": 1e400}}',
+    b'{"action": "ping", "params": {}} garbage ' + req("ping"),
+    b'{"action": "ping", "params": {"a": 1,}}' + req("ping"),       # invalid JSON, then a request
+])
+def test_the_c_parser_shortcut_frames_exactly_as_the_scanner(stream, monkeypatch):
+    import vfd.protocol as protocol
+    fast = frame(stream)
+    monkeypatch.setattr(protocol, "_whole", lambda *a: None)
+    slow = frame(stream)
+    assert [(f.raw, f.request, f.error) for f in fast[0]] == [(f.raw, f.request, f.error) for f in slow[0]]
+    assert fast[1] == slow[1]
