@@ -19,9 +19,13 @@ It also prints where the daemon's start-up goes: the interpreter, `import pyrout
 imports, and the daemon's start to its first answer (polled in-process: an `iplex` process costs
 seconds under emulation).
 
-The two figures the adds goal compares are measured several times (ROUNDS): raw pyroute2 with
-one message per VF ROUNDS times before vfd's run and ROUNDS times after it, vfd's deletes and adds
-in ROUNDS rounds; the medians are compared (the guest's speed wanders by +-25% from run to run).
+The two figures the adds goal compares are measured in ROUNDS paired rounds, each with the
+daemon running and holding no live VF: vfd deletes the N VFs (each put back to its blank
+original), the daemon is paused (SIGSTOP, so it takes no CPU) and raw pyroute2 programs the N VFs
+with one message per VF, the VFs are blanked again (untimed), the daemon resumes and N adds go
+through its socket. Each round gives one ratio (adds / pyroute2) from two runs seconds apart; the
+median ratio is the result (the guest's speed wanders by +-25% and more within a run, far more
+than between two neighbouring measurements).
 
 Between methods the VFs are destroyed and netdevsim's remembered settings cleared, so every
 method starts from blank VFs. Everything in the guest runs under software emulation (20-35x
@@ -37,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SPEED = 10000
-ROUNDS = 3          # repeated measurements (pyroute2 1 message/VF before and after vfd's run, vfd's adds/deletes)
+ROUNDS = 5          # paired rounds: vfd deletes, pyroute2 1 message/VF, vfd adds (the median ratio counts)
 
 
 def settings(i: int) -> dict:
@@ -165,7 +170,17 @@ def vf_cfg(lab: Lab, i: int) -> dict:
             "rate": s["max"] / SPEED, "min_rate": s["min"] / SPEED}
 
 
-def run_vfd(lab: Lab) -> tuple[float, float, float, float]:
+def blank_spec(i: int, blank: dict) -> dict:
+    """pyroute2's spec putting VF i back to the blank state read before anything was set."""
+    return {"vf": i, "mac": blank["address"], "vlan": 0, "spoofchk": int(blank["spoofchk"]),
+            "trust": int(blank["trust"]), "link_state": {"auto": 0, "enable": 1, "disable": 2}[blank["link_state"]],
+            "rate": {"min_tx_rate": 0, "max_tx_rate": 0}}
+
+
+def run_vfd(lab: Lab, blank: dict) -> dict:
+    """The daemon started with N live configs (restore), then ROUNDS paired rounds (module doc)."""
+    from pyroute2 import IPRoute
+
     from tests.vfdlab import VfdProcess
     from vfd.iplex import request
     d = VfdProcess(Path(tempfile.mkdtemp(prefix="vfd-bench-")),
@@ -199,47 +214,64 @@ def run_vfd(lab: Lab) -> tuple[float, float, float, float]:
         if r.get("state") != "OK":
             raise SystemExit(f"{action} {filename}: {r.get('msg')}")
 
-    adds, deletes = [], []
-    for _ in range(ROUNDS):                  # the guest's speed wanders: ROUNDS rounds, the median counts
-        t = time.perf_counter()
-        for i in range(lab.n):
-            req("delete", f"bench{i}.json")  # puts back the original (blank) state of each VF
-        deletes.append(time.perf_counter() - t)
-        for i in range(lab.n):
-            d.drop(f"bench{i}", vf_cfg(lab, i))
-        t = time.perf_counter()
-        for i in range(lab.n):
-            req("add", str(d.config_dir / f"bench{i}.json"))
-        adds.append(time.perf_counter() - t)
-        lab.check("vfd add")
+    rounds = []
+    ipr = IPRoute()
+    try:
+        index = ipr.link_lookup(ifname=lab.pf)[0]
+        for _ in range(ROUNDS):
+            t = time.perf_counter()
+            for i in range(lab.n):
+                req("delete", f"bench{i}.json")  # puts back the original (blank) state of each VF
+            deleted = time.perf_counter() - t
+            d.proc.send_signal(signal.SIGSTOP)     # the daemon takes no CPU while pyroute2 is timed
+            try:
+                t = time.perf_counter()
+                for i in range(lab.n):
+                    ipr.link("set", index=index, vf=pyroute2_spec(i))
+                raw = time.perf_counter() - t
+                lab.check("pyroute2 1 message/VF")
+                for i in range(lab.n):
+                    ipr.link("set", index=index, vf=blank_spec(i, blank))
+            finally:
+                d.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.5)                        # the daemon's check of the events it missed
+            req("ping", "")
+            for i in range(lab.n):
+                d.drop(f"bench{i}", vf_cfg(lab, i))
+            t = time.perf_counter()
+            for i in range(lab.n):
+                req("add", str(d.config_dir / f"bench{i}.json"))
+            added = time.perf_counter() - t
+            lab.check("vfd add")
+            rounds.append({"pyroute2": raw, "add": added, "delete": deleted})
+    finally:
+        ipr.close()
     d.stop()
-    print(f"  (vfd adds per round {', '.join(f'{a:.2f}s' for a in adds)}; deletes "
-          f"{', '.join(f'{x:.2f}s' for x in deletes)})", flush=True)
-    return restore, statistics.median(adds), statistics.median(deletes), ready
+    for r in rounds:
+        print(f"  (round: pyroute2 1 msg/VF {r['pyroute2']:.2f}s, vfd adds {r['add']:.2f}s = "
+              f"{r['add'] / r['pyroute2']:.2f}x, deletes {r['delete']:.2f}s)", flush=True)
+    return {"restore": restore, "ready": ready, "rounds": rounds}
 
 
 def in_guest(n: int) -> int:
     lab = Lab(n)
     lab.blank(create=True)
+    blank = lab.vfs()[0]                       # what a new VF reads (put back between rounds)
     print(f"kernel {os.uname().release}, PF {lab.pf} (netdevsim), {n} VFs", flush=True)
     t_ip = run_ip(lab)
-    before = []
-    for _ in range(ROUNDS):
-        lab.blank(create=True)
-        before.append(run_pyroute2(lab, one_message=False))
+    lab.blank(create=True)
+    t_pr1_fresh = run_pyroute2(lab, one_message=False)
     lab.blank(create=True)
     t_prn = run_pyroute2(lab, one_message=True)
     lab.blank(create=False)                    # vfd creates the VFs itself (sriov_numvfs)
-    restore, adds, deletes, ready = run_vfd(lab)
-    after = []
-    for _ in range(ROUNDS):                    # the baseline again, right after vfd's adds and deletes:
-        lab.blank(create=True)                 # the host's load moves the guest's speed a lot
-        after.append(run_pyroute2(lab, one_message=False))
-    print(f"  (pyroute2 1 message/VF before vfd's run {', '.join(f'{x:.2f}s' for x in before)}; after it "
-          f"{', '.join(f'{x:.2f}s' for x in after)})")
-    t_pr1 = statistics.median(before + after)
-    rows = [("ip link set, 1 process/VF", t_ip), ("pyroute2, 1 message/VF (median)", t_pr1),
-            ("pyroute2, 1 message", t_prn),
+    v = run_vfd(lab, blank)
+    rounds, restore, ready = v["rounds"], v["restore"], v["ready"]
+    t_pr1 = statistics.median(r["pyroute2"] for r in rounds)
+    adds = statistics.median(r["add"] for r in rounds)
+    deletes = statistics.median(r["delete"] for r in rounds)
+    add_ratio = statistics.median(r["add"] / r["pyroute2"] for r in rounds)
+    rows = [("ip link set, 1 process/VF", t_ip), ("pyroute2, 1 message/VF (new VFs)", t_pr1_fresh),
+            ("pyroute2, 1 message/VF (median)", t_pr1), ("pyroute2, 1 message", t_prn),
             ("vfd restore (daemon start-up)", restore), ("vfd add, socket requests (median)", adds),
             ("vfd delete, restore originals (median)", deletes)]
     print(f"\n## Programming {n} VFs (MAC, port VLAN, spoofchk, trust, link state, max+min rate), guest TCG")
@@ -247,7 +279,8 @@ def in_guest(n: int) -> int:
     for name, t in rows:
         print(f"  {name:<40} {t:8.2f}s {t / n * 1000:8.1f}ms {t_ip / t:9.1f}x {t_pr1 / t:24.2f}x")
     print(f"  goals: restore >= 1x pyroute2 1 msg/VF: {t_pr1 / restore:.2f}x; adds within 2x of it: "
-          f"{adds / t_pr1:.2f}x its time")
+          f"{add_ratio:.2f}x its time (median of {len(rounds)} paired rounds; "
+          f"{min(r['add'] / r['pyroute2'] for r in rounds):.2f}-{max(r['add'] / r['pyroute2'] for r in rounds):.2f}x)")
     br = start_breakdown(lab)
     print("\n## Daemon start-up with %d live VFs (guest TCG)" % n)
     for name, t in br.items():
