@@ -34,7 +34,7 @@ def encode_request(action: str, r_fifo: str | None, **params) -> bytes:
 def encode_response(rid: str, ok: bool, lines: list[str], data: dict | None = None) -> bytes:
     """`msg` is prose for people (and the original's clients); `data`, when present, is the same
     answer as JSON for programs (docs/iplex.md): integrations read `data`, never `msg`."""
-    head = json.dumps({"action": "response", "vfd_rid": rid, "state": "OK" if ok else "ERROR"})[:-1]
+    head = f'{{"action": "response", "vfd_rid": {json.dumps(rid)}, "state": "{"OK" if ok else "ERROR"}"'
     msg = ",\n".join(json.dumps(line) for line in lines if line is not None)
     extra = f', "data": {json.dumps(data)}' if data is not None else ""
     return f'{head}, "msg": [\n{msg}\n]{extra}}}\n{EOM}\n'.encode()

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,11 @@ def test_event_bus_hands_each_event_to_every_subscriber_and_survives_a_failing_o
         stop_a()
         stop_b()
     assert [(e["event"], e["pf"], e["vf"], e["port"], "missing" in e) for e in got] == [("add", "p", 1, "vm", False)]
+
+
+def test_an_events_time_is_now_in_seconds_to_the_microsecond():
+    before = time.time()
+    ev = events.publish("add", pf="p", vf=1, port="vm")
+    after = time.time()
+    assert isinstance(ev["time"], float) and before - 1e-6 <= ev["time"] <= after
+    assert len(repr(ev["time"]).split(".")[1]) <= 6

@@ -18,12 +18,21 @@ def level_for(n: int) -> int:
 
 
 class _Formatter(logging.Formatter):
+    """The original's line shape: "<unix seconds> <YYYY/MM/DD HH:MM:SS>Z [level] message". The time
+    part changes once a second and is formatted once a second (gmtime + strftime per line were a
+    tenth of a change's logging)."""
     converter = time.gmtime
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second, self._stamp = -1, ""
+
     def format(self, record: logging.LogRecord) -> str:
-        # The original's line shape: "<unix seconds> <YYYY/MM/DD HH:MM:SS>Z [level] message"
-        return f"{int(record.created)} {self.formatTime(record, '%Y/%m/%d %H:%M:%S')}Z [{record.levelname}] " \
-               f"{record.getMessage()}" + (("\n" + self.formatException(record.exc_info)) if record.exc_info else "")
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, f"{second} {time.strftime('%Y/%m/%d %H:%M:%S', time.gmtime(second))}Z"
+        return f"{self._stamp} [{record.levelname}] {record.getMessage()}" + \
+            (("\n" + self.formatException(record.exc_info)) if record.exc_info else "")
 
 
 class JsonFormatter(logging.Formatter):

@@ -47,6 +47,8 @@ class WatchHub:
         return True
 
     def publish(self, ev: dict) -> None:
+        if not self.watchers:           # every change publishes; encode only for someone
+            return
         line = (json.dumps(ev) + "\n").encode()
         for w in list(self.watchers.values()):
             self._queue(w, line)
