@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import NamedTuple
 
 from vfd.capabilities import DriverProfile, Feature
@@ -72,6 +73,12 @@ class VFProgram:
         d["mirror"] = None if self.mirror is None else {"target": self.mirror[0], "direction": self.mirror[1]}
         return d
 
+    @cached_property
+    def compared(self) -> tuple[tuple[str, object], ...]:
+        """to_state() as (field, value) pairs, built once per program: the drift check compares a
+        program at least twice per change (before and after). Read-only: never change the values."""
+        return tuple(self.to_state().items())
+
     def changed_fields(self, previous: "VFProgram | None") -> list[str]:
         """The one diff: the fields that differ from `previous` (all of them without one), in APPLY_ORDER."""
         if previous is None:
@@ -120,7 +127,7 @@ def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = fro
     VF's MAC alone, so whatever the NIC has is right; a field the backend cannot read is reported as
     unverifiable, never as in sync and never as drift."""
     out = []
-    for key, want in program.to_state().items():
+    for key, want in program.compared:
         if key in unverifiable:
             out.append(FieldCheck(key, want, None, "unverifiable"))
             continue

@@ -118,6 +118,7 @@ class Store:
     def __init__(self, config_dir: str, live_dir: str, keep_deleted: bool = False):
         self.config_dir = Path(config_dir)
         self.live_dir = Path(live_dir)
+        self._live_prefix = os.path.join(str(self.live_dir), "")
         self.keep_deleted = keep_deleted
 
     def ensure_dirs(self) -> None:
@@ -160,6 +161,10 @@ class Store:
     def live_path(self, port_id: str) -> Path:
         return self.live_dir / f"{port_id}{SUFFIX}"
 
+    def _live_file(self, port_id: str) -> str:
+        """live_path as a plain string, for the write every change makes (pathlib costs more than it)."""
+        return f"{self._live_prefix}{port_id}{SUFFIX}"
+
     # ---- reading --------------------------------------------------------------------------
     @staticmethod
     def read(path: Path, port_id: str) -> ReadFile:
@@ -182,12 +187,16 @@ class Store:
                 raise ConfigError(f"unable to read config file: {path}", ["not a regular file"])
             if st.st_size > MAX_CONFIG_BYTES:
                 raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
-            chunks = []
-            while True:
+            # One read of the size fstat gave, plus one byte: a short read of a regular file is its
+            # end; a file that grew meanwhile is read on to its end (the size limit still applies).
+            chunks = [os.read(fd, st.st_size + 1)]
+            while len(chunks) > 1 or len(chunks[0]) > st.st_size:
                 b = os.read(fd, 65536)
                 if not b:
                     break
                 chunks.append(b)
+                if sum(map(len, chunks)) > MAX_CONFIG_BYTES:
+                    raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
             data = b"".join(chunks)
         except OSError as exc:
             raise StoreError.of("read", path, exc) from None
@@ -205,7 +214,7 @@ class Store:
     # ---- state changes (each raises StoreError, never a bare OSError) ------------------------
     def write_live(self, port_id: str, data: bytes, uid: int | None = None) -> None:
         """The live copy keeps the drop file's owner: callbacks run as that uid."""
-        path = self.live_path(port_id)
+        path = self._live_file(port_id)
         try:
             atomic_write(path, data, uid=uid)
         except OSError as exc:
@@ -219,10 +228,11 @@ class Store:
             return None
 
     def consume(self, src: Path) -> None:
-        """Remove an admitted drop file from config_dir (after its live copy is durable)."""
+        """Remove an admitted drop file from config_dir (after its live copy is durable). The removal
+        is not made durable: a drop file a power cut brings back names a port that is live already,
+        and adding it again is refused as such (docs/admission.md)."""
         try:
             os.unlink(src)
-            fsync_dir(src.parent)
         except FileNotFoundError:
             pass
         except OSError as exc:

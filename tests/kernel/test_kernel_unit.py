@@ -780,6 +780,53 @@ def test_link_events_on_the_daemon_loop(rig):
     assert "uucast true (want false)" in events[0].detail
 
 
+def test_the_event_reader_takes_every_pending_message_and_reports_lost_ones():
+    """Monitor.read polls before each receive: nothing pending costs no failed recv; a queue that
+    overflowed (ENOBUFS, which poll reports as readable) is reported as lost, then read on."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ifi = struct.pack("=BBHiII", 0, 0, 1, 9, 1, 0)
+    msg = struct.pack("=IHHII", 16 + len(ifi), nl.RTM_NEWLINK, 0, 0, 0) + ifi
+    calls = []
+
+    class Overflowed:                      # the real socket's fd (for poll); its first recv fails
+        def fileno(self):
+            return a.fileno()
+
+        def recv(self, size):
+            calls.append(size)
+            if len(calls) == 1:
+                raise OSError(errno.ENOBUFS, "No buffer space available")
+            return a.recv(size)
+    try:
+        mon = nl.Monitor(Overflowed())
+        assert mon.read() == ([], False) and calls == []          # nothing pending: no recv at all
+        b.send(msg)
+        b.send(msg)
+        assert mon.read() == ([(nl.RTM_NEWLINK, 9, 1, "")] * 2, True)
+        assert len(calls) == 3 and mon.read() == ([], False) and len(calls) == 3
+    finally:
+        a.close()
+        b.close()
+
+
+def test_parse_link_reads_what_it_needs_and_no_further():
+    """The PF's name, IFLA_NUM_VF and the VF list; the link counters only when asked for; the walk
+    stops after the VF list (whatever follows it, even a malformed attribute, is never read)."""
+    def nla(t, payload):
+        return struct.pack("=HH", 4 + len(payload), t) + payload + b"\0" * (-len(payload) % 4)
+    mac = struct.pack("=I", 0) + bytes.fromhex("02aa00000001") + b"\0" * 26
+    vfinfo = nla(nl.IFLA_VF_INFO, nla(nl.IFLA_VF_MAC, mac))
+    body = (nla(nl.IFLA_IFNAME, b"pf0\0") + nla(nl.IFLA_STATS64, struct.pack("=2Q", 5, 7)) +
+            nla(nl.IFLA_NUM_VF, struct.pack("=I", 1)) + nla(nl.IFLA_VFINFO_LIST, vfinfo) +
+            struct.pack("=HH", 200, 99))                        # malformed: longer than the message
+    ifi = struct.pack("=BBHiII", 0, 0, 1, 4, 1, 0)
+    msg = struct.pack("=IHHII", 16 + len(ifi) + len(body), nl.RTM_NEWLINK, 0, 0, 0) + ifi + body
+    plain = nl.parse_link(msg)
+    assert (plain.ifname, plain.num_vf, plain.stats, plain.vfs[0]["mac"]) == ("pf0", 1, {}, "02:aa:00:00:00:01")
+    counted = nl.parse_link(msg, with_stats=True)
+    assert (counted.stats["rx_packets"], counted.stats["tx_packets"]) == (5, 7)
+
+
 def test_parse_link_events_reads_type_index_and_name():
     ifi = struct.pack("=BBHiII", 0, 0, 1, 9, 1, 0)
     attr = struct.pack("=HH", 4 + 5, 3) + b"eth0\0" + b"\0\0\0"
@@ -905,7 +952,7 @@ def test_the_plain_socket_reader_on_this_hosts_loopback():
         idx = socket.if_nametoindex("lo")
         snap = nl.parse_link(r.get_link(idx, nl.ext_mask(False)))
         assert (snap.ifindex, snap.ifname, snap.num_vf, len(snap.vfs)) == (idx, "lo", 0, 0)
-        assert "rx_packets" in nl.parse_link(r.get_link(idx, nl.ext_mask(True))).stats
+        assert "rx_packets" in nl.parse_link(r.get_link(idx, nl.ext_mask(True)), with_stats=True).stats
         with pytest.raises(NetlinkError) as ei:
             r.get_link(2 ** 31 - 7, nl.ext_mask(False))
         assert ei.value.code == errno.ENODEV

@@ -28,6 +28,7 @@ import copy
 import errno
 import importlib.util
 import os
+import select
 import socket
 import struct
 import sys
@@ -412,16 +413,27 @@ def parse_link(msg, with_stats: bool = False) -> LinkSnapshot:
     ifname, num = "", None
     vf_list = (0, 0)
     stats: dict = {}
-    for t, s, e in _attrs(data, base + 32, end):
+    # The PF's ~40 attributes; the walk stops once the name, IFLA_NUM_VF and the VF list are seen
+    # (the kernel puts the link statistics before them, the VF list after the count).
+    unpack, off, seen = struct.unpack_from, base + 32, 0
+    while off + 4 <= end and seen != 3:
+        alen, t = unpack("=HH", data, off)
+        if alen < 4 or off + alen > end:
+            break
+        t &= 0x3FFF
+        s, e = off + 4, off + alen
         if t == IFLA_IFNAME:
             ifname = data[s:e].split(b"\0", 1)[0].decode(errors="replace")
+            seen |= 1
         elif t == IFLA_NUM_VF and e - s >= 4:
-            num = struct.unpack_from("=I", data, s)[0]
-        elif t == IFLA_STATS64:
+            num = unpack("=I", data, s)[0]
+        elif t == IFLA_STATS64 and with_stats:
             n = min(len(STATS64_NAMES), (e - s) // 8)
-            stats = dict(zip(STATS64_NAMES, struct.unpack_from(f"={n}Q", data, s)))
+            stats = dict(zip(STATS64_NAMES, unpack(f"={n}Q", data, s)))
         elif t == IFLA_VFINFO_LIST:
             vf_list = (s, e)
+            seen |= 2
+        off += (alen + 3) & ~3
     vfs = VFTable(data, *vf_list)
     return LinkSnapshot(ifindex=index, ifname=ifname, flags=flags, num_vf=num if num is not None else len(vfs),
                         vfs=vfs, stats=stats, with_stats=with_stats, taken=time.monotonic())
@@ -623,15 +635,18 @@ class Monitor:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.bind((0, RTMGRP_LINK))
         self.sock = sock
+        self._pending = select.poll()      # read() runs before every read of a PF, mostly with nothing
+        self._pending.register(sock.fileno(), select.POLLIN)   # pending: poll(0) costs less than EAGAIN
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def read(self) -> tuple[list[tuple[int, int, int, str]], bool]:
-        """All pending events as (type, ifindex, flags, ifname), and whether some were lost (ENOBUFS)."""
+        """All pending events as (type, ifindex, flags, ifname), and whether some were lost (ENOBUFS,
+        which poll reports as an error on the socket)."""
         events: list[tuple[int, int, int, str]] = []
         lost = False
-        while True:
+        while self._pending.poll(0):
             try:
                 data = self.sock.recv(1 << 16)
             except BlockingIOError:
