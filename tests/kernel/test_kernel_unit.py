@@ -1254,9 +1254,15 @@ def test_a_changes_own_event_schedules_no_check_but_another_writers_does(rig):
     async def body(events):
         await asyncio.sleep(0.1)                            # the check attach() schedules
         checks.clear()
+        loop = asyncio.get_running_loop()
+        timers = []
+        real_call_later = loop.call_later
+        loop.call_later = lambda *a, **k: (timers.append(a[1]), real_call_later(*a, **k))[1]
         for vfid in (0, 1):
             rig.backend.apply_vf(PCI, vfid, rig.program(info, vfid=vfid, macs=[f"02:00:00:00:00:1{vfid}"]), None)
             assert kpf.check_handle is None
+        loop.call_later = real_call_later
+        assert rig.backend._check not in timers             # not even scheduled and cancelled
         await asyncio.sleep(0.1)
         assert checks == [] and events == []
         own = rig.nic.notify

@@ -101,10 +101,12 @@ class KernelPF:
     in_sync: dict[int, tuple] = field(default_factory=dict)  # vfid -> (program, VF bytes) last seen matching
     sw: bool = False           # eswitch_mode switchdev: rates and mirrors through switchdev.py
     vf_pci: dict[int, str] = field(default_factory=dict)   # vfid -> PCI address, until VFs are re-created
+    holding: bool = False      # a change is in flight: its events' check is decided after its read-back
+    held: bool = False         # events came while holding
+    id: str = field(init=False)
 
-    @property
-    def id(self) -> str:
-        return self.cfg.id
+    def __post_init__(self) -> None:
+        self.id = self.cfg.id
 
 
 class KernelBackend(NicBackend):
@@ -547,13 +549,17 @@ class KernelBackend(NicBackend):
             return
         if self.originals.record(kpf.id, c.vfid, c.before):
             log.debug("PF %s VF %d: original state recorded: %s", kpf.id, c.vfid, _describe(c.before))
-        gen, check_pending = kpf.gen, kpf.check_handle is not None
-        self._send(kpf, c.vfid, c.before, c.target, c.ops)
-        after = self._read(kpf, fresh=True).vfs.get(c.vfid) or {}
-        bad = self._unmet(kpf, c, after)
+        gen, check_pending, bad = kpf.gen, kpf.check_handle is not None, None
+        kpf.holding = True
+        try:
+            self._send(kpf, c.vfid, c.before, c.target, c.ops)
+            after = self._read(kpf, fresh=True).vfs.get(c.vfid) or {}
+            bad = self._unmet(kpf, c, after)
+        finally:
+            kpf.holding = False
+            self._release_check(kpf, gen, check_pending, verified=bad == [])
         if not bad:
             log.debug("PF %s VF %d: %s: set %s", kpf.id, c.vfid, c.what, ", ".join(c.ops))
-            self._own_event_only(kpf, gen, check_pending)
             return
         self._put_back(kpf, c.vfid, c.before, after)
         raise self._verify_error(kpf, c.vfid, after, c.target, bad)
@@ -898,19 +904,23 @@ class KernelBackend(NicBackend):
         for pf_id, count in touched.items():
             kpf = self.pfs[pf_id]
             kpf.gen += count
-            self._schedule_check(kpf)
+            if kpf.holding:
+                kpf.held = True
+            else:
+                self._schedule_check(kpf)
 
-    def _own_event_only(self, kpf: KernelPF, gen_before: int, check_was_pending: bool) -> None:
-        """After a change verified by its read-back: when the PF saw exactly one event since just
-        before the message, that event is the message's own (the kernel announces each RTM_NEWLINK
-        that changes VFs with one RTM_NEWLINK of the PF, netdev_state_change) and nobody else changed
-        the PF in between, so the read-back already shows everything the check it scheduled would
-        read: that check is dropped. Any other count (another writer, a link flap, lost events, a
-        PF that is down and announces nothing) leaves the check to run, as does switchdev mode
-        (its devlink and tc state is not in the read)."""
-        if not check_was_pending and not kpf.sw and kpf.gen == gen_before + 1 and kpf.check_handle is not None:
-            kpf.check_handle.cancel()
-            kpf.check_handle = None
+    def _release_check(self, kpf: KernelPF, gen_before: int, check_was_pending: bool, verified: bool) -> None:
+        """After a change's message and read-back: the check its events call for is scheduled now,
+        unless the change was verified and the PF saw exactly one event since just before the
+        message. That event is the message's own (the kernel announces each RTM_NEWLINK that changes
+        VFs with one RTM_NEWLINK of the PF, netdev_state_change) and nobody else changed the PF in
+        between, so the read-back already shows everything the check would read. Any other count
+        (another writer, a link flap, lost events, a PF that is down and announces nothing) gets the
+        check, as does switchdev mode (its devlink and tc state is not in the read). Held rather than
+        scheduled and then cancelled: a timer per change costs the loop's heap more than the test."""
+        held, kpf.held = kpf.held, False
+        if held and not (verified and not check_was_pending and not kpf.sw and kpf.gen == gen_before + 1):
+            self._schedule_check(kpf)
 
     def _schedule_check(self, kpf: KernelPF, delay: float = EVENT_DELAY) -> None:
         if self.loop is not None and kpf.check_handle is None:
