@@ -121,11 +121,13 @@ def same_value(have: object, want: object) -> bool:
     return canonical(have) == canonical(want)
 
 
-def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = frozenset()) -> list[FieldCheck]:
+def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = frozenset(),
+            mismatches_only: bool = False) -> list[FieldCheck]:
     """The one drift check (status and reconcile both use it): each field compared as a value, so a
     mirror's key order or a list's spelling never counts; a program without a default MAC leaves the
     VF's MAC alone, so whatever the NIC has is right; a field the backend cannot read is reported as
-    unverifiable, never as in sync and never as drift."""
+    unverifiable, never as in sync and never as drift. `mismatches_only`: leave out the fields that
+    are "ok" (a backend choosing what to send or verifying a change needs only the others)."""
     out = []
     for key, want in program.compared:
         if key in unverifiable:
@@ -137,7 +139,11 @@ def compare(program: VFProgram, actual: dict, unverifiable: frozenset[str] = fro
             out.append(FieldCheck(key, want, None, "differs"))
             continue
         have = actual[key]
-        out.append(FieldCheck(key, want, have, "ok" if same_value(have, want) else "differs"))
+        if same_value(have, want):
+            if not mismatches_only:
+                out.append(FieldCheck(key, want, have, "ok"))
+        else:
+            out.append(FieldCheck(key, want, have, "differs"))
     return out
 
 

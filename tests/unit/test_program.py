@@ -143,3 +143,15 @@ def test_same_value_agrees_with_the_json_comparison_it_shortcuts():
               {"target": True, "direction": "in"}]
     for a, b in itertools.product(values, values):
         assert same_value(a, b) == (canonical(a) == canonical(b)), (a, b)
+
+
+def test_compare_for_mismatches_only_is_the_full_check_less_its_ok_fields():
+    from vfd.program import compare
+    p = build_program(cfg(vlans=[10], macs=["02:00:00:00:00:01"]), PROFILES["ixgbe"], "sim", 10000)
+    actual = dict(p.to_state(), vlans=[11], strip=not p.strip)
+    del actual["mirror"]
+    full = compare(p, actual, frozenset({"uucast"}))
+    assert {c.field: c.state for c in full if c.state != "ok"} == {"vlans": "differs", "strip": "differs",
+                                                                   "mirror": "differs", "uucast": "unverifiable"}
+    assert compare(p, actual, frozenset({"uucast"}), mismatches_only=True) == [c for c in full if c.state != "ok"]
+    assert p.compared == tuple(p.to_state().items()) and p.compared is p.compared    # built once

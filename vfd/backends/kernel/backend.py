@@ -414,9 +414,10 @@ class KernelBackend(NicBackend):
     def _checks(self, kpf: KernelPF, program: VFProgram, k: dict) -> list[FieldCheck]:
         """The one drift check on one VF's attributes: compare on the VF in program terms (_state),
         with what rtnetlink cannot show as unverifiable: a spoofchk/trust the driver does not report,
-        and in switchdev mode the rates and the mirror (devlink's and tc's: switchdev.mismatches)."""
+        and in switchdev mode the rates and the mirror (devlink's and tc's: switchdev.mismatches).
+        Only the fields not "ok": every caller looks for differing or unverifiable ones."""
         skip = self._unreported(kpf, k) | (SWITCHDEV_FIELDS if kpf.sw else set())
-        return compare(program, self._state(kpf, k), frozenset(skip))
+        return compare(program, self._state(kpf, k), frozenset(skip), mismatches_only=True)
 
     def _program_ops(self, kpf: KernelPF, vfid: int, program: VFProgram, previous: VFProgram | None,
                      have: dict) -> list[str]:
