@@ -476,7 +476,7 @@ class Rtnl:
                         raise OSError(errno.EMSGSIZE, f"rtnetlink answer of {n} bytes truncated")
                     self.sock.send(request)
                     continue
-                data = bytes(self.buf[:n])
+                data = bytes(memoryview(self.buf)[:n])     # one copy (a bytearray slice is a second)
                 off = 0
                 while off + 16 <= n:
                     length, mtype, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, off)
