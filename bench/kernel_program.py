@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SPEED = 10000
-ROUNDS = 5          # paired rounds: vfd deletes, pyroute2 1 message/VF, vfd adds (the median ratio counts)
+ROUNDS = 9          # paired rounds: vfd deletes, pyroute2 1 message/VF, vfd adds (the median ratio counts)
 
 
 def settings(i: int) -> dict:
