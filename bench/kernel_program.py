@@ -117,21 +117,26 @@ def pyroute2_spec(i: int) -> dict:
             "rate": {"min_tx_rate": s["min"], "max_tx_rate": s["max"]}}
 
 
-def run_pyroute2(lab: Lab, one_message: bool) -> float:
-    """Raw pyroute2 (its synchronous IPRoute, as a script would use it), VFs blank before."""
+def set_vfs(lab: Lab, specs: list[dict], one_message: bool = False) -> float:
+    """Raw pyroute2 (its synchronous IPRoute, as a script would use it): the time of the messages."""
     from pyroute2 import IPRoute
     ipr = IPRoute()
     try:
         index = ipr.link_lookup(ifname=lab.pf)[0]
         t = time.perf_counter()
         if one_message:
-            ipr.link("set", index=index, vf=[pyroute2_spec(i) for i in range(lab.n)])
+            ipr.link("set", index=index, vf=specs)
         else:
-            for i in range(lab.n):
-                ipr.link("set", index=index, vf=pyroute2_spec(i))
-        took = time.perf_counter() - t
+            for spec in specs:
+                ipr.link("set", index=index, vf=spec)
+        return time.perf_counter() - t
     finally:
         ipr.close()
+
+
+def run_pyroute2(lab: Lab, one_message: bool) -> float:
+    """Raw pyroute2 programming the N VFs (blank before), checked after."""
+    took = set_vfs(lab, [pyroute2_spec(i) for i in range(lab.n)], one_message)
     lab.check("pyroute2 " + ("1 message" if one_message else "1 message/VF"))
     return took
 
@@ -179,8 +184,6 @@ def blank_spec(i: int, blank: dict) -> dict:
 
 def run_vfd(lab: Lab, blank: dict) -> dict:
     """The daemon started with N live configs (restore), then ROUNDS paired rounds (module doc)."""
-    from pyroute2 import IPRoute
-
     from tests.vfdlab import VfdProcess
     from vfd.iplex import request
     d = VfdProcess(Path(tempfile.mkdtemp(prefix="vfd-bench-")),
@@ -215,37 +218,27 @@ def run_vfd(lab: Lab, blank: dict) -> dict:
             raise SystemExit(f"{action} {filename}: {r.get('msg')}")
 
     rounds = []
-    ipr = IPRoute()
-    try:
-        index = ipr.link_lookup(ifname=lab.pf)[0]
-        for _ in range(ROUNDS):
-            t = time.perf_counter()
-            for i in range(lab.n):
-                req("delete", f"bench{i}.json")  # puts back the original (blank) state of each VF
-            deleted = time.perf_counter() - t
-            d.proc.send_signal(signal.SIGSTOP)     # the daemon takes no CPU while pyroute2 is timed
-            try:
-                t = time.perf_counter()
-                for i in range(lab.n):
-                    ipr.link("set", index=index, vf=pyroute2_spec(i))
-                raw = time.perf_counter() - t
-                lab.check("pyroute2 1 message/VF")
-                for i in range(lab.n):
-                    ipr.link("set", index=index, vf=blank_spec(i, blank))
-            finally:
-                d.proc.send_signal(signal.SIGCONT)
-            time.sleep(0.5)                        # the daemon's check of the events it missed
-            req("ping", "")
-            for i in range(lab.n):
-                d.drop(f"bench{i}", vf_cfg(lab, i))
-            t = time.perf_counter()
-            for i in range(lab.n):
-                req("add", str(d.config_dir / f"bench{i}.json"))
-            added = time.perf_counter() - t
-            lab.check("vfd add")
-            rounds.append({"pyroute2": raw, "add": added, "delete": deleted})
-    finally:
-        ipr.close()
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        for i in range(lab.n):
+            req("delete", f"bench{i}.json")      # puts back the original (blank) state of each VF
+        deleted = time.perf_counter() - t
+        d.proc.send_signal(signal.SIGSTOP)         # the daemon takes no CPU while pyroute2 is timed
+        try:
+            raw = run_pyroute2(lab, one_message=False)
+            set_vfs(lab, [blank_spec(i, blank) for i in range(lab.n)])
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.5)                            # the daemon's check of the events it missed
+        req("ping", "")
+        for i in range(lab.n):
+            d.drop(f"bench{i}", vf_cfg(lab, i))
+        t = time.perf_counter()
+        for i in range(lab.n):
+            req("add", str(d.config_dir / f"bench{i}.json"))
+        added = time.perf_counter() - t
+        lab.check("vfd add")
+        rounds.append({"pyroute2": raw, "add": added, "delete": deleted})
     d.stop()
     for r in rounds:
         print(f"  (round: pyroute2 1 msg/VF {r['pyroute2']:.2f}s, vfd adds {r['add']:.2f}s = "

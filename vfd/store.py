@@ -159,10 +159,11 @@ class Store:
         return base / base_name, port_id
 
     def live_path(self, port_id: str) -> Path:
-        return self.live_dir / f"{port_id}{SUFFIX}"
+        return Path(self._live_file(port_id))
 
     def _live_file(self, port_id: str) -> str:
-        """live_path as a plain string, for the write every change makes (pathlib costs more than it)."""
+        """The live file's name as a plain string, for the write every change makes (pathlib costs
+        more than the write there)."""
         return f"{self._live_prefix}{port_id}{SUFFIX}"
 
     # ---- reading --------------------------------------------------------------------------
@@ -185,19 +186,16 @@ class Store:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ConfigError(f"unable to read config file: {path}", ["not a regular file"])
-            if st.st_size > MAX_CONFIG_BYTES:
-                raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
             # One read of the size fstat gave, plus one byte: a short read of a regular file is its
-            # end; a file that grew meanwhile is read on to its end (the size limit still applies).
-            chunks = [os.read(fd, st.st_size + 1)]
-            while len(chunks) > 1 or len(chunks[0]) > st.st_size:
+            # end; a file that grew meanwhile is read on to its end, within the size limit.
+            data = os.read(fd, st.st_size + 1) if st.st_size <= MAX_CONFIG_BYTES else b""
+            while len(data) > st.st_size and len(data) <= MAX_CONFIG_BYTES:
                 b = os.read(fd, 65536)
                 if not b:
                     break
-                chunks.append(b)
-                if sum(map(len, chunks)) > MAX_CONFIG_BYTES:
-                    raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
-            data = b"".join(chunks)
+                data += b
+            if max(len(data), st.st_size) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"unable to read config file: {path}", [f"larger than {MAX_CONFIG_BYTES} bytes"])
         except OSError as exc:
             raise StoreError.of("read", path, exc) from None
         finally:

@@ -21,7 +21,6 @@ class _Formatter(logging.Formatter):
     """The original's line shape: "<unix seconds> <YYYY/MM/DD HH:MM:SS>Z [level] message". The time
     part changes once a second and is formatted once a second (gmtime + strftime per line were a
     tenth of a change's logging)."""
-    converter = time.gmtime
 
     def __init__(self) -> None:
         super().__init__()

@@ -550,15 +550,16 @@ class KernelBackend(NicBackend):
             return
         if self.originals.record(kpf.id, c.vfid, c.before):
             log.debug("PF %s VF %d: original state recorded: %s", kpf.id, c.vfid, _describe(c.before))
-        gen, check_pending, bad = kpf.gen, kpf.check_handle is not None, None
+        gen, check_pending, verified = kpf.gen, kpf.check_handle is not None, False
         kpf.holding = True
         try:
             self._send(kpf, c.vfid, c.before, c.target, c.ops)
             after = self._read(kpf, fresh=True).vfs.get(c.vfid) or {}
             bad = self._unmet(kpf, c, after)
+            verified = not bad
         finally:
             kpf.holding = False
-            self._release_check(kpf, gen, check_pending, verified=bad == [])
+            self._release_check(kpf, gen, check_pending, verified)
         if not bad:
             log.debug("PF %s VF %d: %s: set %s", kpf.id, c.vfid, c.what, ", ".join(c.ops))
             return
