@@ -158,3 +158,27 @@ def test_counter_baselines_round_trip(store):
     assert store.load_baselines() == {"pf0": {"pf": {"rx_pkts": 3}, "vfs": {"1": {"tx_pkts": 4}}}}
     assert store.live_files() == []               # not mistaken for a live config
     assert stat.S_ISREG(os.lstat(store.live_dir / store_mod.BASELINES).st_mode)
+
+
+def test_read_takes_a_file_whole_even_when_it_grew_after_fstat_but_not_past_the_limit(store, monkeypatch):
+    """One read() of the size fstat gave is the common case; a file that grew in between (a writer
+    still appending) is read on to its end, and refused once it passes MAX_CONFIG_BYTES."""
+    real_fstat = os.fstat
+
+    def older_size(fd):                       # fstat saw the file when it held 10 bytes
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 10,
+                               st.st_atime, st.st_mtime, st.st_ctime))
+    grown = b'{"name": "' + b"x" * 200_000 + b'"}'               # under the limit, > 64 KiB
+    big = b'{"name": "' + b"x" * (store_mod.MAX_CONFIG_BYTES + 10) + b'"}'
+    (store.config_dir / "grown.json").write_bytes(grown)
+    (store.config_dir / "big.json").write_bytes(big)
+    monkeypatch.setattr(store_mod.os, "fstat", older_size)
+    assert store.read(store.config_dir / "grown.json", "grown").data == grown
+    with pytest.raises(ConfigError, match=f"larger than {store_mod.MAX_CONFIG_BYTES} bytes"):
+        store.read(store.config_dir / "big.json", "big")
+    monkeypatch.setattr(store_mod.os, "fstat", real_fstat)
+    with pytest.raises(ConfigError, match=f"larger than {store_mod.MAX_CONFIG_BYTES} bytes"):
+        store.read(store.config_dir / "big.json", "big")              # seen at fstat: nothing read
+    (store.config_dir / "small.json").write_bytes(b'{"name": "a"}')
+    assert store.read(store.config_dir / "small.json", "small").data == b'{"name": "a"}'
