@@ -85,6 +85,7 @@ class FakeNIC:
     def __init__(self, sysdev: Path, spoofchk_default=False):
         self.sysdev = sysdev
         self.list_order: list[int] | None = None     # the VF list's order in a read (None: index order)
+        self.longer: set[int] = set()                # VFs whose entry carries one more attribute (uneven sizes)
         self.vfs: dict[int, dict] = {}
         self.spoofchk_default = spoofchk_default
         self.fail: dict[str, int] = {}        # op -> errno the driver answers
@@ -129,6 +130,8 @@ class FakeNIC:
                      ("IFLA_VF_TRUST", {"vf": i, "trust": nl.U32_UNSET if v["trust"] is None else int(v["trust"])}),
                      ("IFLA_VF_VLAN_LIST", {"attrs": [("IFLA_VF_VLAN_INFO", {"vf": i, "vlan": v["vlan"], "qos": v["qos"],
                                                                              "proto": v["proto"]})]})]
+            if i in self.longer:
+                attrs.append(("IFLA_VF_RSS_QUERY_EN", {"vf": i, "rss_query_en": 0}))
             if not ext_mask & nl.RTEXT_FILTER_SKIP_STATS:
                 c = self.vf_counters.get(i, {})
                 attrs.append(("IFLA_VF_STATS", {"attrs": [(f"IFLA_VF_STATS_{k.upper()}", c.get(k, 0)) for k in (
@@ -936,8 +939,16 @@ def test_a_read_walks_the_vf_list_only_as_far_as_needed_in_any_order(rig):
     for i in range(4):
         rig.nic.vfs[i].update(mac=f"02:00:00:00:00:{i:02x}", vlan=10 + i)
     in_order = nl.parse_link(rig.nic.get_msg(nl.ext_mask(False)))
-    assert in_order.vfs[1]["vlan"] == 11 and len(in_order.vfs._spans) == 2      # VFs 2, 3 not walked
-    assert in_order.vfs.raw(3) is not None and len(in_order.vfs) == 4 and in_order.num_vf == 4
+    # entries of one size in index order: VF 2 is found at the third entry, only the first is walked
+    assert in_order.vfs[2]["vlan"] == 12 and len(in_order.vfs._spans) == 1 and list(in_order.vfs._vfs) == [2]
+    assert in_order.vfs.raw(3) is not None and len(in_order.vfs._spans) == 1
+    assert len(in_order.vfs) == 4 and in_order.num_vf == 4
+    rig.nic.longer = {1}                                 # VF 1's entry is longer: VFs 2, 3 are not where sizes say
+    uneven = nl.parse_link(rig.nic.get_msg(nl.ext_mask(False)))
+    assert uneven.vfs[3]["mac"] == "02:00:00:00:00:03" and uneven.vfs.get(2)["vlan"] == 12
+    assert len(uneven.vfs._spans) == 4                   # found by walking the list
+    assert all(uneven.vfs.raw(i) != in_order.vfs.raw(i) for i in (1,)) and uneven.vfs.raw(3) == in_order.vfs.raw(3)
+    rig.nic.longer = set()
     rig.nic.list_order = [3, 1, 0, 2]                    # a driver listing its VFs out of index order
     shuffled = nl.parse_link(rig.nic.get_msg(nl.ext_mask(False)))
     assert shuffled.vfs[2]["mac"] == "02:00:00:00:00:02" and shuffled.vfs.get(3)["vlan"] == 13

@@ -147,8 +147,10 @@ class VFTable(Mapping):
     """VF index -> kernel vocabulary, decoded from the message bytes on first access.
 
     A read of a PF with 64 VFs decodes only the VFs that are looked at (programming one VF looks
-    at one), and walks the VF list only as far as the VF looked for: the kernel lists the VFs in
-    index order, which makes the lookup direct. Equal bytes in two reads mean an unchanged VF (raw).
+    at one), and finds a VF without walking the list: the kernel lists the VFs in index order and
+    with the same attributes each, so VF n's entry is the n-th of one size (_jump, checked by the
+    VF number it carries); a list that is not so is walked, only as far as the VF looked for.
+    Equal bytes in two reads mean an unchanged VF (raw).
     """
 
     def __init__(self, data: bytes, start: int = 0, end: int = 0):
@@ -162,9 +164,8 @@ class VFTable(Mapping):
     def _walk(self, pos: int | None) -> bool:
         """Walk the list until entry `pos` is known (None: to its end); whether it exists."""
         data, off, end, spans = self._data, self._next, self._end, self._spans
-        unpack = struct.unpack_from
         while (pos is None or len(spans) <= pos) and off + 4 <= end:
-            alen, atype = unpack("=HH", data, off)
+            alen, atype = _NLA(data, off)
             if alen < 4 or off + alen > end:
                 off = end
                 break
@@ -187,9 +188,31 @@ class VFTable(Mapping):
             self._where = {self._decode(i): i for i in range(len(self._spans))}
         return self._where
 
+    def _jump(self, vfid: int) -> tuple[int, int] | None:
+        """VF `vfid`'s entry found without a walk: the kernel writes the same attributes for every VF
+        of a PF, so entries have one size and VF n's is the n-th. Taken only when the entry there
+        has the first entry's size and carries VF n (IFLA_VF_MAC's VF number); else None (walk)."""
+        if not isinstance(vfid, int) or vfid < 0 or not (self._spans or self._walk(0)):
+            return None
+        s0, e0 = self._spans[0]
+        size = e0 - s0 + 4
+        off = s0 - 4 + vfid * ((size + 3) & ~3)
+        if size < 12 or off + size > self._end:
+            return None
+        alen, atype, mac_len, mac_type, number = _VF_HEAD(self._data, off)
+        if (alen, atype & 0x3FFF, mac_type & 0x3FFF, number) != (size, IFLA_VF_INFO, IFLA_VF_MAC, vfid) or mac_len < 8:
+            return None
+        return off + 4, off + size
+
     def _find(self, vfid: int) -> bool:
         if vfid in self._vfs:
             return True
+        span = self._jump(vfid)
+        if span is not None:
+            found, st, vst = _vfinfo(self._data, *span)
+            if found == vfid:
+                self._vfs[vfid], self._stats[vfid] = st, vst
+                return True
         if isinstance(vfid, int) and vfid >= 0 and self._walk(vfid) and self._decode(vfid) == vfid:
             return True
         return vfid in self._index() and vfid in self._vfs
@@ -218,6 +241,9 @@ class VFTable(Mapping):
 
     def raw(self, vfid: int) -> bytes | None:
         """The VF's IFLA_VF_INFO bytes, undecoded."""
+        span = self._jump(vfid)
+        if span is not None:
+            return self._data[span[0]:span[1]]
         pos = vfid if isinstance(vfid, int) and vfid >= 0 and self._walk(vfid) else None
         if pos is None or _vfid_at(self._data, *self._spans[pos]) != vfid:
             if not self._find(vfid):
@@ -338,11 +364,17 @@ VF_STATS_NAMES = {0: "rx_packets", 1: "tx_packets", 2: "rx_bytes", 3: "tx_bytes"
                   5: "multicast", 7: "rx_dropped", 8: "tx_dropped"}
 STATS64_NAMES = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped",
                  "tx_dropped", "multicast", "collisions")
+# Compiled once: struct's module functions look the format up in a cache on every call, and the
+# attribute walks below make ~100 of these calls per VF change.
+_NLA = struct.Struct("=HH").unpack_from
+_U32 = struct.Struct("=I").unpack_from
+_U32X3 = struct.Struct("=III").unpack_from
+_VF_HEAD = struct.Struct("=HHHHI").unpack_from     # IFLA_VF_INFO's header, then IFLA_VF_MAC's and its VF number
 
 
 def _attrs(data: bytes, off: int, end: int):
     while off + 4 <= end:
-        alen, atype = struct.unpack_from("=HH", data, off)
+        alen, atype = _NLA(data, off)
         if alen < 4 or off + alen > end:
             return
         yield atype & 0x3FFF, off + 4, off + alen
@@ -356,7 +388,7 @@ def _vfid_at(data: bytes, off: int, end: int) -> int:
             return vfid
     for t, s, e in _attrs(data, off, end):
         if t == IFLA_VF_MAC and e - s >= 4:
-            return struct.unpack_from("=I", data, s)[0]
+            return _U32(data, s)[0]
     return -1
 
 
@@ -368,27 +400,27 @@ def _vfinfo(data: bytes, off: int, end: int) -> tuple[int, dict, dict]:
     have_list = have_rate = False
     for t, s, e in _attrs(data, off, end):
         if t == IFLA_VF_MAC and e - s >= 10:
-            vfid = struct.unpack_from("=I", data, s)[0]
+            vfid = _U32(data, s)[0]
             st["mac"] = data[s + 4:s + 10].hex(":")
         elif t == IFLA_VF_VLAN and e - s >= 12 and not have_list:
-            _, st["vlan"], st["qos"] = struct.unpack_from("=III", data, s)
+            _, st["vlan"], st["qos"] = _U32X3(data, s)
         elif t == IFLA_VF_VLAN_LIST:
             for t2, s2, e2 in _attrs(data, s, e):
                 if t2 == 1 and e2 - s2 >= 14:
-                    _, vlan, qos = struct.unpack_from("=III", data, s2)
+                    _, vlan, qos = _U32X3(data, s2)
                     proto = struct.unpack_from(">H", data, s2 + 12)[0]
                     st.update(vlan=vlan, qos=qos, proto=proto)
                     have_list = True
                     break
         elif t == IFLA_VF_RATE and e - s >= 12:
-            _, st["min_tx_rate"], st["max_tx_rate"] = struct.unpack_from("=III", data, s)
+            _, st["min_tx_rate"], st["max_tx_rate"] = _U32X3(data, s)
             have_rate = True
         elif t == IFLA_VF_TX_RATE and e - s >= 8 and not have_rate:
-            st["max_tx_rate"] = struct.unpack_from("=I", data, s + 4)[0]
+            st["max_tx_rate"] = _U32(data, s + 4)[0]
         elif t in (IFLA_VF_SPOOFCHK, IFLA_VF_TRUST) and e - s >= 8:
-            st["spoofchk" if t == IFLA_VF_SPOOFCHK else "trust"] = _flag(struct.unpack_from("=I", data, s + 4)[0])
+            st["spoofchk" if t == IFLA_VF_SPOOFCHK else "trust"] = _flag(_U32(data, s + 4)[0])
         elif t == IFLA_VF_LINK_STATE and e - s >= 8:
-            st["link_state"] = struct.unpack_from("=I", data, s + 4)[0]
+            st["link_state"] = _U32(data, s + 4)[0]
         elif t == IFLA_VF_STATS:
             for t2, s2, e2 in _attrs(data, s, e):
                 if t2 in VF_STATS_NAMES and e2 - s2 >= 8:
@@ -417,7 +449,7 @@ def parse_link(msg, with_stats: bool = False) -> LinkSnapshot:
     # (the kernel puts the link statistics before them, the VF list after the count).
     unpack, off, seen = struct.unpack_from, base + 32, 0
     while off + 4 <= end and seen != 3:
-        alen, t = unpack("=HH", data, off)
+        alen, t = _NLA(data, off)
         if alen < 4 or off + alen > end:
             break
         t &= 0x3FFF
@@ -426,7 +458,7 @@ def parse_link(msg, with_stats: bool = False) -> LinkSnapshot:
             ifname = data[s:e].split(b"\0", 1)[0].decode(errors="replace")
             seen |= 1
         elif t == IFLA_NUM_VF and e - s >= 4:
-            num = unpack("=I", data, s)[0]
+            num = _U32(data, s)[0]
         elif t == IFLA_STATS64 and with_stats:
             n = min(len(STATS64_NAMES), (e - s) // 8)
             stats = dict(zip(STATS64_NAMES, unpack(f"={n}Q", data, s)))
