@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import re
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +61,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644, durabl
     from the moment it appears (the temp file is chowned before the rename). The temp file is
     removed on every failure, so a full disk leaves nothing behind."""
     directory, name = os.path.split(os.fspath(path))     # plain strings: pathlib costs more than the I/O here
-    tmp = os.path.join(directory, f".{name}.tmp{secrets.token_hex(8)}")
+    tmp = os.path.join(directory, f".{name}.tmp{os.urandom(8).hex()}")
     # O_EXCL|O_NOFOLLOW: never open what someone planted (a symlink, a FIFO); O_NONBLOCK: never wait
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     try:
