@@ -212,16 +212,22 @@ def run_vfd(lab: Lab, blank: dict) -> dict:
     lab.check("vfd restore")
     print(f"  (daemon start to first answer: {ready:.1f}s, of which restore {restore:.2f}s)", flush=True)
 
+    fifo = str(d.fifo)
+
     def req(action: str, filename: str) -> None:
-        r = d.request(action, timeout=120, filename=filename)
+        r = request(fifo, action, 120, filename=filename)      # the client iplex runs, in this process
         if r.get("state") != "OK":
             raise SystemExit(f"{action} {filename}: {r.get('msg')}")
+
+    # the requests' arguments are built before the clock starts, as the pyroute2 runs' specs are
+    configs = [str(d.config_dir / f"bench{i}.json") for i in range(lab.n)]
+    names = [f"bench{i}.json" for i in range(lab.n)]
 
     rounds = []
     for _ in range(ROUNDS):
         t = time.perf_counter()
-        for i in range(lab.n):
-            req("delete", f"bench{i}.json")      # puts back the original (blank) state of each VF
+        for name in names:
+            req("delete", name)                  # puts back the original (blank) state of each VF
         deleted = time.perf_counter() - t
         d.proc.send_signal(signal.SIGSTOP)         # the daemon takes no CPU while pyroute2 is timed
         try:
@@ -234,8 +240,8 @@ def run_vfd(lab: Lab, blank: dict) -> dict:
         for i in range(lab.n):
             d.drop(f"bench{i}", vf_cfg(lab, i))
         t = time.perf_counter()
-        for i in range(lab.n):
-            req("add", str(d.config_dir / f"bench{i}.json"))
+        for name in configs:
+            req("add", name)
         added = time.perf_counter() - t
         lab.check("vfd add")
         rounds.append({"pyroute2": raw, "add": added, "delete": deleted})
