@@ -23,7 +23,8 @@ The two figures the adds goal compares are measured in ROUNDS paired rounds, eac
 daemon running and holding no live VF: vfd deletes the N VFs (each put back to its blank
 original), the daemon is paused (SIGSTOP, so it takes no CPU) and raw pyroute2 programs the N VFs
 with one message per VF, the VFs are blanked again (untimed), the daemon resumes and N adds go
-through its socket. Each round gives one ratio (adds / pyroute2) from two runs seconds apart; the
+through its socket (the client iplex runs, called in this process with file names built before
+the clock starts, as pyroute2's specs are). Each round gives one ratio (adds / pyroute2) from two runs seconds apart; the
 median ratio is the result (the guest's speed wanders by +-25% and more within a run, far more
 than between two neighbouring measurements).
 
