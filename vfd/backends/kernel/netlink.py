@@ -197,10 +197,10 @@ class VFTable(Mapping):
         s0, e0 = self._spans[0]
         size = e0 - s0 + 4
         off = s0 - 4 + vfid * ((size + 3) & ~3)
-        if size < 12 or off + size > self._end:
+        if off + size > self._end:
             return None
-        alen, atype, mac_len, mac_type, number = _VF_HEAD(self._data, off)
-        if (alen, atype & 0x3FFF, mac_type & 0x3FFF, number) != (size, IFLA_VF_INFO, IFLA_VF_MAC, vfid) or mac_len < 8:
+        alen, atype = _NLA(self._data, off)
+        if alen != size or atype & 0x3FFF != IFLA_VF_INFO or _leading_vfid(self._data, off + 4, off + size) != vfid:
             return None
         return off + 4, off + size
 
@@ -369,7 +369,7 @@ STATS64_NAMES = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors"
 _NLA = struct.Struct("=HH").unpack_from
 _U32 = struct.Struct("=I").unpack_from
 _U32X3 = struct.Struct("=III").unpack_from
-_VF_HEAD = struct.Struct("=HHHHI").unpack_from     # IFLA_VF_INFO's header, then IFLA_VF_MAC's and its VF number
+_MAC_HEAD = struct.Struct("=HHI").unpack_from     # an attribute's header and a u32 (IFLA_VF_MAC's VF number)
 
 
 def _attrs(data: bytes, off: int, end: int):
@@ -381,11 +381,20 @@ def _attrs(data: bytes, off: int, end: int):
         off += (alen + 3) & ~3
 
 
-def _vfid_at(data: bytes, off: int, end: int) -> int:
-    if off + 8 <= end:                       # the kernel puts IFLA_VF_MAC first (rtnl_fill_vfinfo)
-        alen, atype, vfid = struct.unpack_from("=HHI", data, off)
+def _leading_vfid(data: bytes, off: int, end: int) -> int:
+    """The VF number of an IFLA_VF_INFO payload whose first attribute is IFLA_VF_MAC (where the
+    kernel puts it, rtnl_fill_vfinfo); -1 for one that starts otherwise."""
+    if off + 8 <= end:
+        alen, atype, vfid = _MAC_HEAD(data, off)
         if atype & 0x3FFF == IFLA_VF_MAC and alen >= 8:
             return vfid
+    return -1
+
+
+def _vfid_at(data: bytes, off: int, end: int) -> int:
+    vfid = _leading_vfid(data, off, end)
+    if vfid >= 0:
+        return vfid
     for t, s, e in _attrs(data, off, end):
         if t == IFLA_VF_MAC and e - s >= 4:
             return _U32(data, s)[0]
